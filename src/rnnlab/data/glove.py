@@ -1,0 +1,99 @@
+"""GloVe embedding matrices for a vocabulary, read from a packaged .npy + word index (no text parsing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from rnnlab.errors import DataError
+
+
+def _read_words(path: Path) -> list[str]:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        return [str(w) for w in table.column(0).to_pylist()]
+    return path.read_text(encoding="utf-8").rstrip("\n").split("\n")
+
+
+def _read_glove_text(path: Path) -> tuple[list[str], np.ndarray]:
+    words, rows = [], []
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, 1):
+            parts = line.rstrip("\n").split(" ")
+            if len(parts) < 2:
+                continue
+            try:
+                rows.append(np.asarray(parts[1:], dtype=np.float32))
+            except ValueError:
+                raise DataError(f"{path}:{line_no}: not a GloVe text line (word then numbers)") from None
+            if rows[0].shape != rows[-1].shape:
+                raise DataError(
+                    f"{path}:{line_no}: {rows[-1].shape[0]} numbers, expected {rows[0].shape[0]}"
+                )
+            words.append(parts[0])
+    if not rows:
+        raise DataError(f"{path} holds no vectors")
+    return words, np.stack(rows)
+
+
+def load_vectors(emb_cfg: DictConfig) -> tuple[list[str], np.ndarray]:
+    """Return (words, vectors) where vectors[i] is the vector of words[i] (memory-mapped when .npy)."""
+    if emb_cfg.source == "package":
+        from rnnlab.data.sources import package_file
+
+        pkg = emb_cfg.package
+        vec_path = package_file(pkg.name, str(pkg.version), pkg.vectors)
+        words_path = package_file(pkg.name, str(pkg.version), pkg.words)
+    else:
+        if not emb_cfg.local.vectors:
+            raise DataError("embeddings.source=local needs embeddings.local.vectors (a .npy or GloVe .txt)")
+        vec_path = Path(emb_cfg.local.vectors)
+        if not vec_path.is_file():
+            raise DataError(f"embeddings.local.vectors: {vec_path} does not exist")
+        if vec_path.suffix != ".npy":
+            return _read_glove_text(vec_path)
+        if not emb_cfg.local.words or not Path(emb_cfg.local.words).is_file():
+            raise DataError(f"embeddings.local.words: {emb_cfg.local.words!r} is not a file; "
+                            "a .npy matrix needs its word list (.txt one per line, or .parquet)")
+        words_path = Path(emb_cfg.local.words)
+    try:
+        vectors = np.load(vec_path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise DataError(f"{vec_path} is not a readable .npy matrix: {err}") from None
+    words = _read_words(words_path)
+    if vectors.ndim != 2 or vectors.shape[0] != len(words):
+        raise DataError(
+            f"{vec_path} has shape {vectors.shape} but {words_path} lists {len(words)} words; "
+            "they must have one row per word"
+        )
+    return words, vectors
+
+
+def build_matrix(
+    vocab: dict[str, int], words: list[str], vectors: np.ndarray, seed: int, pad_id: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Matrix (len(vocab), dim): GloVe rows where known (exact, then lower-cased), random rows at
+    GloVe's scale otherwise, zeros for padding. Returns (matrix, found mask)."""
+    index = {}
+    for row, word in enumerate(words):
+        index.setdefault(word, row)
+    ids = np.fromiter(vocab.values(), dtype=np.int64, count=len(vocab))
+    rows = np.array(
+        [index.get(tok, index.get(tok.lower(), -1)) for tok in vocab], dtype=np.int64
+    )
+    found = rows >= 0
+    dim = vectors.shape[1]
+    rng = np.random.default_rng(seed)
+    scale = float(np.asarray(vectors[: min(len(words), 50000)]).std())
+    matrix = rng.normal(0.0, scale, size=(len(vocab), dim)).astype(np.float32)
+    order = np.argsort(rows[found])  # read the memory map in row order
+    known_rows = rows[found][order]
+    matrix[ids[found][order]] = np.asarray(vectors[known_rows], dtype=np.float32)
+    matrix[pad_id] = 0.0
+    found_by_id = np.zeros(len(vocab), dtype=bool)
+    found_by_id[ids[found]] = True
+    return matrix, found_by_id

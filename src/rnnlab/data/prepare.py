@@ -1,0 +1,194 @@
+"""The data stages: download -> tokenize -> embed. Each writes one folder atomically."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from rnnlab.errors import DataError
+from rnnlab.io import atomic_dir, read_json, write_json
+
+SPLITS = ("train", "validation", "test")
+
+
+def _quiet_datasets() -> None:
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()
+
+
+def raw_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.raw) / cfg.data.name
+
+
+def tokenized_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.tokenized) / cfg.data.name
+
+
+def embeddings_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.embeddings) / cfg.data.name
+
+
+def download(cfg: DictConfig, out: Path | None = None) -> dict:
+    """Load the configured source, split it, and save a `datasets.DatasetDict` plus stats.json."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    from rnnlab.data.sources import load_source
+    from rnnlab.data.splits import label_counts, make_splits
+
+    _quiet_datasets()
+    out = Path(out or raw_dir(cfg))
+    start = time.perf_counter()
+    raw = load_source(cfg.data)
+    provided = sorted(raw.splits)
+    splits = make_splits(
+        raw,
+        seed=int(cfg.seed),
+        val_fraction=float(cfg.data.split.val_fraction),
+        test_fraction=float(cfg.data.split.test_fraction),
+        max_examples_per_split=cfg.data.max_examples_per_split,
+    )
+    features = Features({"text": Value("string"), "label": ClassLabel(names=list(raw.label_names))})
+    dataset = DatasetDict(
+        {name: Dataset.from_dict({"text": s.texts, "label": s.labels}, features=features)
+         for name, s in splits.items()}
+    )
+    stats = {
+        "dataset": cfg.data.name,
+        "source": cfg.data.source,
+        "seed": int(cfg.seed),
+        "splits_provided_by_source": provided,
+        "label_names": list(raw.label_names),
+        "counts": {name: len(s.texts) for name, s in splits.items()},
+        "label_counts": {name: label_counts(s, raw.label_names) for name, s in splits.items()},
+    }
+    with atomic_dir(out) as tmp:
+        dataset.save_to_disk(str(tmp / "dataset"))
+        stats["seconds"] = round(time.perf_counter() - start, 3)
+        write_json(tmp / "stats.json", stats)
+    return stats
+
+
+def load_raw(path: Path):
+    from datasets import load_from_disk
+
+    if not (path / "stats.json").is_file():
+        raise DataError(f"{path} is not a finished download output (no stats.json); run the download stage")
+    return load_from_disk(str(path / "dataset"))
+
+
+def _length_stats(lengths: np.ndarray, max_length: int) -> dict:
+    return {
+        "examples": int(lengths.size),
+        "mean": round(float(lengths.mean()), 2),
+        "median": float(np.median(lengths)),
+        "p95": float(np.percentile(lengths, 95)),
+        "max": int(lengths.max()),
+        "truncated_share": round(float((lengths >= max_length).mean()), 4),
+    }
+
+
+def tokenize(cfg: DictConfig, raw: Path | None = None, out: Path | None = None) -> dict:
+    """Train the tokenizer on train texts; encode every split; save ids, tokenizer.json, stats."""
+    from rnnlab.data.tokenizer import UNK_ID, build_tokenizer, encode
+
+    raw = Path(raw or raw_dir(cfg))
+    _quiet_datasets()
+    out = Path(out or tokenized_dir(cfg))
+    start = time.perf_counter()
+    dataset = load_raw(raw)
+    tokenizer = build_tokenizer(cfg.tokenizer, dataset["train"]["text"])
+    max_length = int(cfg.tokenizer.max_length)
+    encoded = {}
+    stats: dict = {"vocab_size": tokenizer.get_vocab_size(), "splits": {}}
+    n_tokens = 0
+    for split in SPLITS:
+        texts = dataset[split]["text"]
+        full = encode(tokenizer, texts, 10**9)
+        lengths = np.array([len(ids) for ids in full])
+        ids = [seq[:max_length] for seq in full]
+        n_tokens += int(lengths.sum())
+        flat = np.concatenate([np.asarray(s) for s in ids])
+        split_stats = _length_stats(lengths, max_length)
+        split_stats["unk_rate"] = round(float((flat == UNK_ID).mean()), 4)
+        stats["splits"][split] = split_stats
+        encoded[split] = dataset[split].add_column("input_ids", ids)
+    stats["tokens_per_second"] = round(n_tokens / max(time.perf_counter() - start, 1e-9))
+    stats["tokenizer"] = OmegaConf.to_container(cfg.tokenizer)
+    from datasets import DatasetDict
+
+    with atomic_dir(out) as tmp:
+        tokenizer.save(str(tmp / "tokenizer.json"))
+        DatasetDict(encoded).save_to_disk(str(tmp / "dataset"))
+        write_json(tmp / "stats.json", stats)
+    return stats
+
+
+def load_tokenized(path: Path):
+    """(DatasetDict with text/label/input_ids, tokenizers.Tokenizer)."""
+    from datasets import load_from_disk
+    from tokenizers import Tokenizer
+
+    if not (path / "stats.json").is_file():
+        raise DataError(f"{path} is not a finished tokenize output (no stats.json); run the tokenize stage")
+    return load_from_disk(str(path / "dataset")), Tokenizer.from_file(str(path / "tokenizer.json"))
+
+
+def embed(cfg: DictConfig, tokenized: Path | None = None, out: Path | None = None) -> dict:
+    """Build the GloVe matrix for the tokenizer's vocabulary; write matrix.npy and coverage.json."""
+    from rnnlab.data.glove import build_matrix, load_vectors
+    from rnnlab.data.tokenizer import PAD_ID
+
+    tokenized = Path(tokenized or tokenized_dir(cfg))
+    out = Path(out or embeddings_dir(cfg))
+    start = time.perf_counter()
+    dataset, tokenizer = load_tokenized(tokenized)
+    vocab = tokenizer.get_vocab()
+    words, vectors = load_vectors(cfg.embeddings)
+    matrix, found = build_matrix(vocab, words, vectors, seed=int(cfg.embeddings.oov_init_seed), pad_id=PAD_ID)
+    counts = Counter()
+    for ids in dataset["train"]["input_ids"]:
+        counts.update(ids)
+    total = sum(counts.values())
+    covered = sum(c for i, c in counts.items() if found[i])
+    coverage = {
+        "embeddings": cfg.embeddings.name,
+        "dim": int(matrix.shape[1]),
+        "vocab_size": int(matrix.shape[0]),
+        "vocab_found": int(found.sum()),
+        "vocab_coverage": round(float(found.mean()), 4),
+        "train_token_coverage": round(covered / max(total, 1), 4),
+        "oov_examples": [t for t, i in sorted(vocab.items(), key=lambda kv: kv[1]) if not found[i]][2:22],
+    }
+    with atomic_dir(out) as tmp:
+        np.save(tmp / "matrix.npy", matrix)
+        coverage["seconds"] = round(time.perf_counter() - start, 3)
+        write_json(tmp / "coverage.json", coverage)
+    return coverage
+
+
+def load_matrix(path: Path) -> np.ndarray:
+    if not (path / "coverage.json").is_file():
+        raise DataError(f"{path} is not a finished embed output (no coverage.json); run the embed stage")
+    return np.load(path / "matrix.npy", allow_pickle=False)
+
+
+def ensure_prepared(cfg: DictConfig) -> None:
+    """Run the data stages that have no finished output yet (for interactive Hydra runs)."""
+    if not (raw_dir(cfg) / "stats.json").is_file():
+        print(f"[rnnlab] preparing {raw_dir(cfg)}")
+        download(cfg)
+    if not (tokenized_dir(cfg) / "stats.json").is_file():
+        print(f"[rnnlab] preparing {tokenized_dir(cfg)}")
+        tokenize(cfg)
+    if not (embeddings_dir(cfg) / "coverage.json").is_file():
+        print(f"[rnnlab] preparing {embeddings_dir(cfg)}")
+        embed(cfg)
+    stats = read_json(raw_dir(cfg) / "stats.json")
+    if stats.get("seed") != int(cfg.seed) or stats.get("source") != cfg.data.source:
+        print(f"[rnnlab] note: {raw_dir(cfg)} was made with seed={stats.get('seed')}, "
+              f"source={stats.get('source')}; run `dvc repro` to rebuild it for this config")

@@ -1,0 +1,1 @@
+"""Recurrent encoders, pooling and task heads."""

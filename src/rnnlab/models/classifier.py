@@ -1,0 +1,39 @@
+"""Text classifier: embedding -> recurrent encoder -> pooling -> linear head."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from rnnlab.models.encoders import RecurrentEncoder
+from rnnlab.models.pooling import AttentionPooling, pool
+
+
+class TextClassifier(nn.Module):
+    def __init__(self, vocab_size: int, embedding_dim: int, num_classes: int, cell: str = "lstm",
+                 hidden_size: int = 128, num_layers: int = 1, bidirectional: bool = True,
+                 dropout: float = 0.3, embedding_dropout: float = 0.0, residual: bool = False,
+                 pooling: str = "attention", embedding_mode: str = "finetune",
+                 embeddings: np.ndarray | None = None, pad_id: int = 0):
+        super().__init__()
+        self.pooling = pooling
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
+        if embeddings is not None and embedding_mode != "random":
+            self.embedding.weight.data.copy_(torch.as_tensor(embeddings))
+        self.embedding.weight.requires_grad_(embedding_mode != "frozen")
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.encoder = RecurrentEncoder(cell, embedding_dim, hidden_size, num_layers,
+                                        bidirectional, dropout, residual)
+        size = self.encoder.output_size
+        self.attention = AttentionPooling(size) if pooling == "attention" else None
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(size, num_classes)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, return_attention: bool = False):
+        """ids (batch, time), lengths (batch,) -> logits (batch, classes) [, weights (batch, time)]."""
+        x = self.embedding_dropout(self.embedding(ids))  # (batch, time, emb)
+        outputs = self.encoder(x, lengths)  # (batch, time, hidden * directions)
+        pooled, weights = pool(self.pooling, outputs, lengths, self.encoder, self.attention)
+        logits = self.head(self.dropout(pooled))  # (batch, classes)
+        return (logits, weights) if return_attention else logits

@@ -1,0 +1,87 @@
+"""Recurrent encoders built on PyTorch's fused nn.RNN / nn.LSTM / nn.GRU, exact under right padding.
+
+Batches are right-padded and not packed (packing loses oneDNN on CPU). A forward RNN never sees the
+padding before a real token, so its outputs are exact. The backward direction runs a forward RNN over
+each sequence reversed *within its own length* (padding stays at the end), so it starts at the last
+real token, not at the padding: padding never changes an output at a real position.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+RNN_CLASSES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence of x (batch, time, ...) within its length; padding stays in place."""
+    batch, time = x.shape[:2]
+    steps = torch.arange(time, device=x.device).unsqueeze(0)  # (1, time)
+    lengths = lengths.to(x.device).unsqueeze(1)  # (batch, 1)
+    index = torch.where(steps < lengths, lengths - 1 - steps, steps)  # (batch, time)
+    index = index.view(batch, time, *([1] * (x.dim() - 2))).expand_as(x)
+    return x.gather(1, index)
+
+
+def padding_mask(lengths: torch.Tensor, time: int) -> torch.Tensor:
+    """(batch, time) bool: True at real tokens."""
+    return torch.arange(time, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
+class RecurrentEncoder(nn.Module):
+    """Stacked (optionally bidirectional, optionally residual) recurrent encoder.
+
+    forward(x (batch, time, input_size), lengths (batch,)) -> outputs (batch, time, output_size),
+    with output_size = hidden_size * (2 if bidirectional else 1). Outputs at padded positions are 0.
+    """
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bidirectional: bool = False, dropout: float = 0.0, residual: bool = False):
+        super().__init__()
+        if cell not in RNN_CLASSES:
+            raise ValueError(f"cell={cell!r}; allowed: {', '.join(RNN_CLASSES)}")
+        rnn_cls = RNN_CLASSES[cell]
+        self.cell, self.num_layers, self.bidirectional = cell, num_layers, bidirectional
+        self.residual = residual
+        self.directions = 2 if bidirectional else 1
+        self.output_size = hidden_size * self.directions
+        # One fused multi-layer call when nothing needs per-layer handling.
+        self.fused = not bidirectional and not residual
+        if self.fused:
+            self.rnn = rnn_cls(input_size, hidden_size, num_layers, batch_first=True,
+                               dropout=dropout if num_layers > 1 else 0.0)
+        else:
+            self.layers = nn.ModuleList()
+            for layer in range(num_layers):
+                in_size = input_size if layer == 0 else self.output_size
+                self.layers.append(nn.ModuleList(
+                    rnn_cls(in_size, hidden_size, batch_first=True) for _ in range(self.directions)
+                ))
+            self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = padding_mask(lengths, x.size(1)).unsqueeze(-1)  # (batch, time, 1)
+        if self.fused:
+            out, _ = self.rnn(x)  # (batch, time, hidden)
+            return out * mask
+        for index, directions in enumerate(self.layers):
+            if index > 0:
+                x = self.dropout(x)
+            forward_out, _ = directions[0](x)  # (batch, time, hidden)
+            parts = [forward_out]
+            if self.bidirectional:
+                backward_out, _ = directions[1](reverse_padded(x, lengths))
+                parts.append(reverse_padded(backward_out, lengths))
+            out = torch.cat(parts, dim=-1) * mask  # (batch, time, hidden * directions)
+            x = out + x if self.residual and index > 0 else out
+        return x
+
+    def last_state(self, outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Final state of each direction: forward at position len-1, backward at position 0."""
+        index = (lengths - 1).clamp(min=0).to(outputs.device)
+        forward_last = outputs[torch.arange(outputs.size(0), device=outputs.device), index]
+        if not self.bidirectional:
+            return forward_last  # (batch, hidden)
+        hidden = self.output_size // 2
+        return torch.cat([forward_last[:, :hidden], outputs[:, 0, hidden:]], dim=-1)  # (batch, 2*hidden)

@@ -1,0 +1,85 @@
+"""MLflow: logger construction, run tags, and re-opening a training run from later stages."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from rnnlab.config import PROJECT_ROOT
+
+
+def git_commit() -> str:
+    """HEAD commit, suffixed with -dirty when tracked files changed; 'unknown' outside git."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=PROJECT_ROOT, capture_output=True, text=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def flatten(cfg: DictConfig) -> dict[str, Any]:
+    """Resolved config as flat `a.b.c` keys (MLflow params)."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}.{key}" if prefix else str(key))
+        else:
+            out[prefix] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+def run_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
+    import torch
+
+    tags = {
+        "task": cfg.task.name, "dataset": cfg.data.name, "cell": cfg.model.cell,
+        "pooling": cfg.model.pooling, "bidirectional": str(cfg.model.bidirectional),
+        "embedding_mode": cfg.model.embedding_mode, "seed": str(cfg.seed),
+        "git_commit": git_commit(), "overrides": " ".join(overrides) or "(none)",
+        "torch_version": torch.__version__, "host_python": platform.python_version(),
+        "launcher": "dvc" if os.environ.get("DVC_STAGE") or "--params" in overrides else "hydra",
+    }
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
+    return tags
+
+
+def artifact_uri(cfg: DictConfig) -> str:
+    return Path(cfg.tracking.artifact_location).resolve().as_uri()
+
+
+def make_logger(cfg: DictConfig, run_name: str, tags: dict[str, str]):
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    return MLFlowLogger(
+        experiment_name=cfg.tracking.experiment_name,
+        run_name=run_name,
+        tracking_uri=cfg.tracking.tracking_uri,
+        tags=tags,
+        artifact_location=artifact_uri(cfg),
+        log_model=False,
+    )
+
+
+def log_to_run(tracking_uri: str, run_id: str, metrics: dict[str, float] | None = None,
+               artifacts: list[Path] | None = None, artifact_path: str | None = None) -> None:
+    """Add metrics/artifacts to an existing (finished) run, e.g. test metrics from evaluate."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    for key, value in (metrics or {}).items():
+        client.log_metric(run_id, key, float(value))
+    for path in artifacts or []:
+        client.log_artifact(run_id, str(path), artifact_path)

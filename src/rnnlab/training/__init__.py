@@ -1,0 +1,1 @@
+"""LightningModules, callbacks, train(cfg) and evaluate(cfg)."""

@@ -1,0 +1,43 @@
+"""Callbacks: per-epoch history (for the stage's own outputs) and a plain epoch line off-terminal."""
+
+from __future__ import annotations
+
+import time
+
+import pytorch_lightning as pl
+
+
+class History(pl.Callback):
+    """Keeps every epoch's logged metrics, so results never depend on the tracker."""
+
+    KEYS = ("train_loss", "train_acc", "train_f1", "val_loss", "val_acc", "val_f1")
+
+    def __init__(self, print_lines: bool):
+        self.rows: list[dict[str, float]] = []
+        self.print_lines = print_lines
+        self.tokens = 0
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.tokens += int(batch["lengths"].sum())
+
+    @property
+    def seconds(self) -> list[float]:
+        return [row["epoch_seconds"] for row in self.rows]
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Runs after the epoch's validation: epoch_seconds covers training and validation."""
+        metrics = trainer.callback_metrics
+        row = {"epoch": trainer.current_epoch + 1}
+        row.update({k: round(float(metrics[k]), 5) for k in self.KEYS if k in metrics})
+        row["epoch_seconds"] = round(time.perf_counter() - self._start, 3)
+        if trainer.logger is not None:
+            trainer.logger.log_metrics({"epoch_seconds": row["epoch_seconds"]}, step=trainer.current_epoch)
+        self.rows.append(row)
+        if self.print_lines and trainer.is_global_zero:
+            shown = "  ".join(f"{k} {v:.4f}" if k != "epoch_seconds" else f"{v:.1f}s"
+                              for k, v in row.items() if k != "epoch")
+            print(f"epoch {row['epoch']}/{trainer.max_epochs}  {shown}", flush=True)

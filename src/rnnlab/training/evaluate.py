@@ -1,0 +1,132 @@
+"""evaluate(): test-split metrics, confusion matrix (CSV for DVC plots + PNG), misclassified examples."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rnnlab.errors import DataError
+from rnnlab.io import atomic_dir, read_json, write_json
+
+
+def load_model(model_dir: Path):
+    """Rebuild a trained classifier from its folder (weights loaded with weights_only=True)."""
+    from rnnlab.training.module import build_classifier
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "model.json").is_file() or not (model_dir / "model.pt").is_file():
+        raise DataError(f"{model_dir} is not a trained model folder (needs model.json and model.pt); "
+                        "train one with `dvc repro` or pipelines/train.py")
+    info = read_json(model_dir / "model.json")
+    if info.get("task") != "classify":
+        raise DataError(f"{model_dir} holds a model for task {info.get('task')!r}, not classify")
+    model = build_classifier(info["model"], info["vocab_size"], info["embedding_dim"],
+                             len(info["label_names"]))
+    state = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.eval(), info
+
+
+@torch.no_grad()
+def predict(model, loader) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, predictions, probabilities) in the dataset's original order."""
+    n = len(loader.dataset)
+    labels = np.zeros(n, dtype=np.int64)
+    preds = np.zeros(n, dtype=np.int64)
+    probs = None
+    for batch in loader:
+        logits = model(batch["ids"], batch["lengths"])  # (batch, classes)
+        p = torch.softmax(logits.float(), -1).numpy()
+        if probs is None:
+            probs = np.zeros((n, p.shape[1]), dtype=np.float32)
+        index = batch["index"].numpy()
+        labels[index], preds[index], probs[index] = batch["labels"].numpy(), p.argmax(-1), p
+    return labels, preds, probs
+
+
+def classification_metrics(labels: np.ndarray, preds: np.ndarray, label_names: list[str]) -> dict:
+    k = len(label_names)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (labels, preds), 1)
+    per_class = {}
+    f1s = []
+    for i, name in enumerate(label_names):
+        tp = confusion[i, i]
+        precision = tp / max(confusion[:, i].sum(), 1)
+        recall = tp / max(confusion[i, :].sum(), 1)
+        f1 = 2 * precision * recall / max(precision + recall, 1e-12)
+        f1s.append(f1)
+        per_class[name] = {"precision": round(float(precision), 4), "recall": round(float(recall), 4),
+                           "f1": round(float(f1), 4), "support": int(confusion[i, :].sum())}
+    return {
+        "accuracy": round(float((labels == preds).mean()), 4),
+        "macro_f1": round(float(np.mean(f1s)), 4),
+        "n": int(labels.size),
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+    }
+
+
+def _confusion_png(confusion: np.ndarray, label_names: list[str], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.2 * len(label_names) + 2.5, 1.0 * len(label_names) + 2))
+    ax.imshow(confusion, cmap="Blues")
+    ax.set_xticks(range(len(label_names)), label_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(label_names)), label_names)
+    for (i, j), v in np.ndenumerate(confusion):
+        ax.text(j, i, str(v), ha="center", va="center",
+                color="white" if v > confusion.max() / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def evaluate(tokenized: Path, model_dir: Path, metrics_path: Path, plots_dir: Path,
+             log_to_mlflow: bool = True) -> dict:
+    from rnnlab.data.datamodule import ClassificationDataModule
+    from rnnlab.tracking.mlflow_utils import log_to_run
+
+    model, info = load_model(model_dir)
+    summary = read_json(Path(model_dir) / "train_summary.json")
+    data = ClassificationDataModule(tokenized, batch_size=256, seed=0)
+    if data.label_names != info["label_names"]:
+        raise DataError(f"labels of {tokenized} {data.label_names} differ from the model's "
+                        f"{info['label_names']}: the model was trained on other data")
+    labels, preds, probs = predict(model, data.test_dataloader())
+    metrics = classification_metrics(labels, preds, info["label_names"])
+    metrics["variant"] = summary["variant"]
+    metrics["dataset"] = summary["dataset"]
+    texts = data.dataset["test"]["text"]
+    names = info["label_names"]
+    with atomic_dir(plots_dir) as tmp:
+        with (tmp / "confusion.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["actual", "predicted"])
+            writer.writerows([names[a], names[p]] for a, p in zip(labels, preds))
+        _confusion_png(np.array(metrics["confusion"]), names,
+                       f"{summary['dataset']} {summary['variant']} (test acc {metrics['accuracy']:.3f})",
+                       tmp / "confusion.png")
+        with (tmp / "misclassified.jsonl").open("w", encoding="utf-8") as handle:
+            for i in np.flatnonzero(labels != preds):
+                handle.write(json.dumps({"text": texts[i], "label": names[labels[i]],
+                                         "predicted": names[preds[i]],
+                                         "confidence": round(float(probs[i].max()), 4)},
+                                        ensure_ascii=False) + "\n")
+        if log_to_mlflow:
+            run = summary["mlflow"]
+            log_to_run(run["tracking_uri"], run["run_id"],
+                       {"test_acc": metrics["accuracy"], "test_f1": metrics["macro_f1"]},
+                       [tmp / "confusion.png", tmp / "misclassified.jsonl"], "evaluation")
+    write_json(metrics_path, metrics)
+    return metrics

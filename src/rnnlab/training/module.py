@@ -1,0 +1,73 @@
+"""LightningModule for text classification."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torchmetrics
+from torch import nn
+
+from rnnlab.models.classifier import TextClassifier
+
+
+def build_classifier(model_cfg: dict, vocab_size: int, embedding_dim: int, num_classes: int,
+                     embeddings: np.ndarray | None = None) -> TextClassifier:
+    return TextClassifier(
+        vocab_size=vocab_size, embedding_dim=embedding_dim, num_classes=num_classes,
+        cell=model_cfg["cell"], hidden_size=model_cfg["hidden_size"],
+        num_layers=model_cfg["num_layers"], bidirectional=model_cfg["bidirectional"],
+        dropout=model_cfg["dropout"], embedding_dropout=model_cfg["embedding_dropout"],
+        residual=model_cfg["residual"], pooling=model_cfg["pooling"],
+        embedding_mode=model_cfg["embedding_mode"], embeddings=embeddings,
+    )
+
+
+class ClassifierModule(pl.LightningModule):
+    """Cross-entropy training with accuracy and macro-F1 (torchmetrics) per split."""
+
+    def __init__(self, model_cfg: dict, optim_cfg: dict, vocab_size: int, embedding_dim: int,
+                 num_classes: int, embeddings: np.ndarray | None = None):
+        super().__init__()
+        self.save_hyperparameters(ignore=["embeddings"])
+        self.model = build_classifier(model_cfg, vocab_size, embedding_dim, num_classes, embeddings)
+        self.loss = nn.CrossEntropyLoss()
+        metrics = {}
+        for split in ("train", "val", "test"):
+            metrics[f"{split}_acc"] = torchmetrics.Accuracy("multiclass", num_classes=num_classes)
+            metrics[f"{split}_f1"] = torchmetrics.F1Score("multiclass", num_classes=num_classes,
+                                                          average="macro")
+        self.metrics = nn.ModuleDict(metrics)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.model(ids, lengths)
+
+    def _step(self, batch: dict, split: str) -> torch.Tensor:
+        logits = self(batch["ids"], batch["lengths"])  # (batch, classes)
+        loss = self.loss(logits, batch["labels"])
+        preds = logits.argmax(-1)
+        size = batch["labels"].numel()
+        self.log(f"{split}_loss", loss, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
+        for name in ("acc", "f1"):
+            metric = self.metrics[f"{split}_{name}"]
+            metric(preds, batch["labels"])
+            self.log(f"{split}_{name}", metric, on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        opt = self.hparams.optim_cfg
+        embedding = [p for p in self.model.embedding.parameters() if p.requires_grad]
+        rest = [p for n, p in self.model.named_parameters() if not n.startswith("embedding.")]
+        groups = [{"params": rest, "lr": opt["lr"], "weight_decay": opt["weight_decay"]}]
+        if embedding:
+            groups.append({"params": embedding, "lr": opt["embedding_lr"], "weight_decay": 0.0})
+        return torch.optim.AdamW(groups)

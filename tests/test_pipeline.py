@@ -1,0 +1,111 @@
+"""The whole pipeline on a tiny generated data set, through the real stage scripts and DVC."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import ROOT, run_cmd
+
+GRID = ["grid.cell=[lstm,gru]", "grid.pooling=[last,attention]"]
+
+
+def _copy_project(dest):
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split("\n")
+    for name in filter(None, files):
+        src = ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    for args in (["git", "init", "-q"], ["git", "add", "-A"],
+                 ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "tiny"]):
+        subprocess.run(args, cwd=dest, check=True, capture_output=True)
+
+
+def _check(proc):
+    assert proc.returncode == 0, f"{proc.args}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    return proc
+
+
+@pytest.mark.timeout(600)
+def test_dvc_repro_on_tiny_data_then_nothing_to_do(tiny_project):
+    work = tiny_project["dir"] / "project"
+    _copy_project(work)
+    _check(run_cmd(["python", "-m", "rnnlab.compose", "params.yaml", *tiny_project["overrides"], *GRID], work))
+    _check(run_cmd(["dvc", "repro"], work, timeout=500))
+
+    stats = json.loads((work / "data/raw/tiny/stats.json").read_text())
+    assert sum(stats["counts"].values()) == 240 and stats["label_names"] == ["neg", "pos"]
+    coverage = json.loads((work / "data/embeddings/tiny/coverage.json").read_text())
+    assert 0 < coverage["vocab_coverage"] < 1
+    for variant in ("lstm-last", "lstm-attention", "gru-last", "gru-attention"):
+        metrics = json.loads((work / f"metrics/classify/tiny/{variant}.json").read_text())
+        assert metrics["n"] == stats["counts"]["test"]
+        assert metrics["accuracy"] >= 0.9, (variant, metrics)  # one cue word decides the label
+        assert (work / f"plots/classify/tiny/{variant}/confusion.png").stat().st_size > 1000
+        rows = (work / f"plots/classify/tiny/{variant}/confusion.csv").read_text().splitlines()
+        assert rows[0] == "actual,predicted" and len(rows) == metrics["n"] + 1
+        summary = json.loads((work / f"models/classify/tiny/{variant}/train_summary.json").read_text())
+        assert summary["mlflow"]["run_id"] and summary["history"]
+    report = (work / "reports/classify/tiny.md").read_text()
+    for variant in ("lstm-last", "gru-attention"):
+        assert f"| {variant} |" in report
+    assert (work / "reports/classify/tiny.png").is_file()
+
+    # Every training run is in MLflow with params, tags, per-epoch metrics and test metrics.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tiny_project['dir']}/mlruns.db")
+    runs = client.search_runs([client.get_experiment_by_name("rnnlab-classify-tiny").experiment_id])
+    assert len(runs) == 4
+    for run in runs:
+        assert run.data.tags["dataset"] == "tiny" and run.data.tags["launcher"] == "dvc"
+        assert run.data.params["model.cell"] == run.data.tags["cell"]
+        assert "test_acc" in run.data.metrics and "val_acc" in run.data.metrics
+        assert len(client.get_metric_history(run.info.run_id, "val_acc")) >= 1
+
+    second = _check(run_cmd(["dvc", "repro"], work))
+    assert "didn't change" in second.stdout or "up to date" in second.stdout
+    assert "Running stage" not in second.stdout
+    shown = _check(run_cmd(["dvc", "metrics", "show", "--json"], work))
+    assert "accuracy" in shown.stdout
+
+
+def test_stage_script_reports_bad_input_clearly_and_writes_nothing(tiny_project, tmp_path):
+    work = tiny_project["dir"]
+    params = work / "params.yaml"
+    _check(run_cmd(["python", "-m", "rnnlab.compose", str(params), *tiny_project["overrides"],
+                    "data.local.text_column=review"], ROOT))
+    proc = run_cmd(["python", str(ROOT / "pipelines/download.py"), "--params", str(params)], work)
+    assert proc.returncode == 2
+    assert "review" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (work / "data/raw/tiny").exists()
+    proc = run_cmd(["python", str(ROOT / "pipelines/train.py"), "--params", str(params),
+                    "model.cell=cnn", "out_dir=models/x"], work)
+    assert proc.returncode == 2 and "rnn, lstm, gru" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (work / "models").exists()
+
+
+@pytest.mark.timeout(300)
+def test_hydra_multirun_creates_one_run_and_folder_per_job(tiny_project):
+    work = tiny_project["dir"]
+    proc = _check(run_cmd(["python", str(ROOT / "pipelines/train.py"), "-m", "model.cell=lstm,gru",
+                           *tiny_project["overrides"]], work))
+    jobs = sorted(work.glob("outputs/multiruns/*/*/[0-9]*"))
+    assert len(jobs) == 2, proc.stdout
+    for job in jobs:
+        assert (job / "model/model.pt").is_file()
+        cfg = OmegaConf.load(job / ".hydra/config.yaml")
+        assert cfg.model.cell in ("lstm", "gru")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{work}/mlruns.db")
+    runs = client.search_runs([client.get_experiment_by_name("rnnlab-classify-tiny").experiment_id])
+    assert sorted(r.data.tags["cell"] for r in runs) == ["gru", "lstm"]
+    assert all(r.data.tags["launcher"] == "hydra" for r in runs)
+    assert any("model.cell=gru" in r.data.tags["overrides"] for r in runs)
