@@ -1,6 +1,6 @@
 import numpy as np
 
-from rnnlab.data.datamodule import BucketBatchSampler, collate
+from rnnlab.data.batching import BucketBatchSampler, collate
 
 
 def test_bucket_sampler_yields_every_index_once_and_is_seeded_per_epoch():

@@ -1,94 +1,17 @@
-"""Length-bucketed batches of pre-tokenised ids for Lightning."""
+"""Lightning DataModule over the tokenize stage's output."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Iterator, Sequence
 
-import numpy as np
 import pytorch_lightning as pl
-import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
-from rnnlab.data.tokenizer import PAD_ID
-
-
-class BucketBatchSampler(Sampler[list[int]]):
-    """Batches of similar length with little padding.
-
-    Training: each epoch shuffles (seeded by seed + epoch), sorts within pools of
-    `pool_batches * batch_size` examples by length, cuts batches and shuffles the batch order.
-    Evaluation (shuffle=False): batches in sorted length order, deterministic.
-    With several processes (DDP), each rank takes every `num_replicas`-th batch of the same order.
-    """
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0,
-                 pool_batches: int = 50, num_replicas: int = 1, rank: int = 0, drop_last: bool = False):
-        self.lengths = np.asarray(lengths)
-        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
-        self.pool_size = pool_batches * batch_size
-        self.num_replicas, self.rank, self.drop_last = num_replicas, rank, drop_last
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _batches(self) -> list[np.ndarray]:
-        if not self.shuffle:
-            order = np.argsort(self.lengths, kind="stable")
-            return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        rng = np.random.default_rng(self.seed + self.epoch)
-        order = rng.permutation(len(self.lengths))
-        batches = []
-        for start in range(0, len(order), self.pool_size):
-            pool = order[start:start + self.pool_size]
-            pool = pool[np.argsort(self.lengths[pool], kind="stable")]
-            batches += [pool[i:i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
-        if self.drop_last:
-            batches = [b for b in batches if len(b) == self.batch_size]
-        rng.shuffle(batches)
-        return batches
-
-    def _per_rank(self, batches: list) -> list:
-        if self.num_replicas == 1:
-            return batches
-        per_rank = math.ceil(len(batches) / self.num_replicas)
-        batches = batches + batches[: per_rank * self.num_replicas - len(batches)]  # equal counts
-        return batches[self.rank::self.num_replicas]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for batch in self._per_rank(self._batches()):
-            yield batch.tolist()
-
-    def __len__(self) -> int:
-        return len(self._per_rank(self._batches()))
-
-
-class EncodedDataset(torch.utils.data.Dataset):
-    def __init__(self, ids: list[list[int]], labels: list[int]):
-        self.ids, self.labels = ids, labels
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, index: int):
-        return index, self.ids[index], self.labels[index]
-
-
-def collate(items) -> dict[str, torch.Tensor]:
-    """Right-pad to the longest sequence in the batch."""
-    index, ids, labels = zip(*items)
-    lengths = torch.tensor([len(s) for s in ids], dtype=torch.long)
-    padded = torch.full((len(ids), int(lengths.max())), PAD_ID, dtype=torch.long)  # (batch, time)
-    for row, seq in enumerate(ids):
-        padded[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-    return {"ids": padded, "lengths": lengths, "labels": torch.tensor(labels, dtype=torch.long),
-            "index": torch.tensor(index, dtype=torch.long)}
+from rnnlab.data.batching import make_loader
 
 
 class ClassificationDataModule(pl.LightningDataModule):
-    """Train/validation/test loaders over the tokenize stage's output."""
+    """Train/validation/test loaders; training batches are split across DDP ranks."""
 
     def __init__(self, tokenized: Path, batch_size: int, seed: int, num_workers: int = 0):
         super().__init__()
@@ -97,20 +20,14 @@ class ClassificationDataModule(pl.LightningDataModule):
         self.dataset, self.tokenizer = load_tokenized(Path(tokenized))
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
         self.label_names = list(self.dataset["train"].features["label"].names)
-        self.splits = {
-            name: EncodedDataset(self.dataset[name]["input_ids"], self.dataset[name]["label"])
-            for name in ("train", "validation", "test")
-        }
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        data = self.splits[split]
         replicas, rank = 1, 0
         if shuffle and self.trainer is not None and self.trainer.world_size > 1:
             replicas, rank = self.trainer.world_size, self.trainer.global_rank
-        sampler = BucketBatchSampler([len(s) for s in data.ids], self.batch_size, shuffle,
-                                     self.seed, num_replicas=replicas, rank=rank)
-        return DataLoader(data, batch_sampler=sampler, collate_fn=collate,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        data = self.dataset[split]
+        return make_loader(data["input_ids"], data["label"], self.batch_size, shuffle, self.seed,
+                           self.num_workers, replicas, rank)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -37,3 +37,16 @@ class TextClassifier(nn.Module):
         pooled, weights = pool(self.pooling, outputs, lengths, self.encoder, self.attention)
         logits = self.head(self.dropout(pooled))  # (batch, classes)
         return (logits, weights) if return_attention else logits
+
+
+def build_classifier(model_cfg: dict, vocab_size: int, embedding_dim: int, num_classes: int,
+                     embeddings: np.ndarray | None = None) -> TextClassifier:
+    """Build a classifier from the `model` config group (a plain dict)."""
+    return TextClassifier(
+        vocab_size=vocab_size, embedding_dim=embedding_dim, num_classes=num_classes,
+        cell=model_cfg["cell"], hidden_size=model_cfg["hidden_size"],
+        num_layers=model_cfg["num_layers"], bidirectional=model_cfg["bidirectional"],
+        dropout=model_cfg["dropout"], embedding_dropout=model_cfg["embedding_dropout"],
+        residual=model_cfg["residual"], pooling=model_cfg["pooling"],
+        embedding_mode=model_cfg["embedding_mode"], embeddings=embeddings,
+    )

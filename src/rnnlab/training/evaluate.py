@@ -15,7 +15,7 @@ from rnnlab.io import atomic_dir, read_json, write_json
 
 def load_model(model_dir: Path):
     """Rebuild a trained classifier from its folder (weights loaded with weights_only=True)."""
-    from rnnlab.training.module import build_classifier
+    from rnnlab.models.classifier import build_classifier
 
     model_dir = Path(model_dir)
     if not (model_dir / "model.json").is_file() or not (model_dir / "model.pt").is_file():
@@ -94,20 +94,23 @@ def _confusion_png(confusion: np.ndarray, label_names: list[str], title: str, pa
 
 def evaluate(tokenized: Path, model_dir: Path, metrics_path: Path, plots_dir: Path,
              log_to_mlflow: bool = True) -> dict:
-    from rnnlab.data.datamodule import ClassificationDataModule
+    from rnnlab.data.batching import make_loader
+    from rnnlab.data.prepare import load_tokenized
     from rnnlab.tracking.mlflow_utils import log_to_run
 
     model, info = load_model(model_dir)
     summary = read_json(Path(model_dir) / "train_summary.json")
-    data = ClassificationDataModule(tokenized, batch_size=256, seed=0)
-    if data.label_names != info["label_names"]:
-        raise DataError(f"labels of {tokenized} {data.label_names} differ from the model's "
+    dataset, _ = load_tokenized(Path(tokenized))
+    label_names = list(dataset["test"].features["label"].names)
+    if label_names != info["label_names"]:
+        raise DataError(f"labels of {tokenized} {label_names} differ from the model's "
                         f"{info['label_names']}: the model was trained on other data")
-    labels, preds, probs = predict(model, data.test_dataloader())
+    test = dataset["test"]
+    labels, preds, probs = predict(model, make_loader(test["input_ids"], test["label"], 256, False))
     metrics = classification_metrics(labels, preds, info["label_names"])
     metrics["variant"] = summary["variant"]
     metrics["dataset"] = summary["dataset"]
-    texts = data.dataset["test"]["text"]
+    texts = test["text"]
     names = info["label_names"]
     with atomic_dir(plots_dir) as tmp:
         with (tmp / "confusion.csv").open("w", newline="", encoding="utf-8") as handle:

@@ -8,19 +8,7 @@ import torch
 import torchmetrics
 from torch import nn
 
-from rnnlab.models.classifier import TextClassifier
-
-
-def build_classifier(model_cfg: dict, vocab_size: int, embedding_dim: int, num_classes: int,
-                     embeddings: np.ndarray | None = None) -> TextClassifier:
-    return TextClassifier(
-        vocab_size=vocab_size, embedding_dim=embedding_dim, num_classes=num_classes,
-        cell=model_cfg["cell"], hidden_size=model_cfg["hidden_size"],
-        num_layers=model_cfg["num_layers"], bidirectional=model_cfg["bidirectional"],
-        dropout=model_cfg["dropout"], embedding_dropout=model_cfg["embedding_dropout"],
-        residual=model_cfg["residual"], pooling=model_cfg["pooling"],
-        embedding_mode=model_cfg["embedding_mode"], embeddings=embeddings,
-    )
+from rnnlab.models.classifier import build_classifier
 
 
 class ClassifierModule(pl.LightningModule):
