@@ -12,22 +12,29 @@ from rnnlab.training.train import train
 
 
 def run(cfg):
-    overrides = sys.argv[1:]
-    if cfg.out_dir is None:  # interactive: the Hydra run/sweep folder of this job
+    interactive = cfg.out_dir is None
+    if interactive:  # the Hydra run/sweep folder of this job
         from hydra.core.hydra_config import HydraConfig
 
         from rnnlab.data.prepare import ensure_prepared
 
         ensure_prepared(cfg)
-        out_dir = Path(HydraConfig.get().runtime.output_dir) / "model"
-        overrides = list(HydraConfig.get().overrides.task)
+        job_dir = Path(HydraConfig.get().runtime.output_dir)
+        out_dir, overrides = job_dir / "model", list(HydraConfig.get().overrides.task)
     else:
-        out_dir = Path(cfg.out_dir)
+        out_dir, overrides = Path(cfg.out_dir), sys.argv[1:]
     summary = train(cfg, out_dir, overrides)
-    if summary:
-        best = {k: v for k, v in summary.items() if k.startswith("best_")}
-        print(f"train: {summary['variant']} -> {out_dir}  {best}  "
-              f"{summary['seconds_per_epoch']:.2f}s/epoch  mlflow run {summary['mlflow']['run_id']}")
+    if not summary:  # not rank 0
+        return
+    best = {k: v for k, v in summary.items() if k.startswith("best_")}
+    print(f"train: {summary['variant']} -> {out_dir}  {best}  "
+          f"{summary['seconds_per_epoch']:.2f}s/epoch  mlflow run {summary['mlflow']['run_id']}")
+    if interactive:  # outside DVC there is no evaluate stage: score the test split here
+        from rnnlab.data.prepare import tokenized_dir
+        from rnnlab.training.evaluate import evaluate
+
+        metrics = evaluate(tokenized_dir(cfg), out_dir, job_dir / "metrics.json", job_dir / "plots")
+        print(f"test: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}")
 
 
 if __name__ == "__main__":

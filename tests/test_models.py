@@ -88,3 +88,17 @@ def test_encoder_output_size_and_fused_path():
     assert not enc.fused and enc.output_size == 10
     ids = torch.randn(2, 4, 8)
     assert enc(ids, torch.tensor([4, 2])).shape == (2, 4, 10)
+
+
+def test_word_dropout_only_in_training_and_never_on_padding():
+    torch.manual_seed(0)
+    model = TextClassifier(40, 8, 2, hidden_size=6, word_dropout=0.5, dropout=0.0)
+    ids, lengths = _batch()
+    seen = []
+    model.embedding.register_forward_hook(lambda mod, args, out: seen.append(args[0].clone()))
+    model.train()(ids, lengths)
+    dropped = seen[-1] != ids
+    assert dropped.any() and torch.all(seen[-1][dropped] == 1)  # replaced by <unk>
+    assert torch.all(seen[-1][ids == 0] == 0)  # padding untouched
+    model.eval()(ids, lengths)
+    assert torch.equal(seen[-1], ids)

@@ -99,7 +99,7 @@ def test_hydra_multirun_creates_one_run_and_folder_per_job(tiny_project):
     jobs = sorted(work.glob("outputs/multiruns/*/*/[0-9]*"))
     assert len(jobs) == 2, proc.stdout
     for job in jobs:
-        assert (job / "model/model.pt").is_file()
+        assert (job / "model/model.pt").is_file() and (job / "metrics.json").is_file()
         cfg = OmegaConf.load(job / ".hydra/config.yaml")
         assert cfg.model.cell in ("lstm", "gru")
     from mlflow.tracking import MlflowClient
@@ -109,3 +109,8 @@ def test_hydra_multirun_creates_one_run_and_folder_per_job(tiny_project):
     assert sorted(r.data.tags["cell"] for r in runs) == ["gru", "lstm"]
     assert all(r.data.tags["launcher"] == "hydra" for r in runs)
     assert any("model.cell=gru" in r.data.tags["overrides"] for r in runs)
+    assert all("test_acc" in r.data.metrics for r in runs)
+
+    # Data made for another configuration is never reused silently.
+    proc = run_cmd(["python", str(ROOT / "pipelines/train.py"), "seed=7", *tiny_project["overrides"]], work)
+    assert proc.returncode == 2 and "different data/seed configuration" in proc.stderr

@@ -25,6 +25,7 @@ EMBEDDING_MODES = ("frozen", "finetune", "random")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed")
 MONITORS = {"val_acc": "max", "val_f1": "max", "val_loss": "min"}
 SOURCES = ("package", "hub", "local")
+SCHEDULERS = ("none", "cosine")
 
 
 def compose(overrides: list[str] | None = None, conf_dir: Path = CONF_DIR) -> DictConfig:
@@ -93,6 +94,7 @@ def validate(cfg: DictConfig) -> None:
     _check_choice(cfg, "model.embedding_mode", EMBEDDING_MODES)
     _check_choice(cfg, "task.monitor", MONITORS)
     _check_choice(cfg, "trainer.precision", PRECISIONS)
+    _check_choice(cfg, "optim.scheduler", SCHEDULERS)
     for cell in cfg.grid.cell:
         if cell not in CELLS:
             raise ConfigError(f"grid.cell contains {cell!r}; allowed cells: {', '.join(CELLS)}")
@@ -105,6 +107,7 @@ def validate(cfg: DictConfig) -> None:
     _check_range(cfg, "model.num_layers", 1, 16, int)
     _check_range(cfg, "model.dropout", 0.0, 0.95)
     _check_range(cfg, "model.embedding_dropout", 0.0, 0.95)
+    _check_range(cfg, "model.word_dropout", 0.0, 0.95)
     _check_range(cfg, "optim.lr", 1e-7, 10.0)
     _check_range(cfg, "optim.embedding_lr", 0.0, 10.0)
     _check_range(cfg, "optim.weight_decay", 0.0, 1.0)

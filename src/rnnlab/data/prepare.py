@@ -21,6 +21,21 @@ def _quiet_datasets() -> None:
     disable_progress_bar()
 
 
+def fingerprint(cfg: DictConfig, *keys: str) -> str:
+    """Short hash of the config groups a stage depends on (recorded in its output)."""
+    import hashlib
+    import json
+
+    payload = {key: OmegaConf.to_container(OmegaConf.select(cfg, key), resolve=True)
+               if isinstance(OmegaConf.select(cfg, key), DictConfig) else OmegaConf.select(cfg, key)
+               for key in keys}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+STAGE_KEYS = {"download": ("data", "seed"), "tokenize": ("data", "seed", "tokenizer"),
+              "embed": ("data", "seed", "tokenizer", "embeddings")}
+
+
 def raw_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.raw) / cfg.data.name
 
@@ -61,6 +76,7 @@ def download(cfg: DictConfig, out: Path | None = None) -> dict:
         "dataset": cfg.data.name,
         "source": cfg.data.source,
         "seed": int(cfg.seed),
+        "fingerprint": fingerprint(cfg, *STAGE_KEYS["download"]),
         "splits_provided_by_source": provided,
         "label_names": list(raw.label_names),
         "counts": {name: len(s.texts) for name, s in splits.items()},
@@ -104,7 +120,8 @@ def tokenize(cfg: DictConfig, raw: Path | None = None, out: Path | None = None) 
     tokenizer = build_tokenizer(cfg.tokenizer, dataset["train"]["text"])
     max_length = int(cfg.tokenizer.max_length)
     encoded = {}
-    stats: dict = {"vocab_size": tokenizer.get_vocab_size(), "splits": {}}
+    stats: dict = {"vocab_size": tokenizer.get_vocab_size(), "splits": {},
+                   "fingerprint": fingerprint(cfg, *STAGE_KEYS["tokenize"])}
     n_tokens = 0
     for split in SPLITS:
         texts = dataset[split]["text"]
@@ -157,6 +174,7 @@ def embed(cfg: DictConfig, tokenized: Path | None = None, out: Path | None = Non
     covered = sum(c for i, c in counts.items() if found[i])
     coverage = {
         "embeddings": cfg.embeddings.name,
+        "fingerprint": fingerprint(cfg, *STAGE_KEYS["embed"]),
         "dim": int(matrix.shape[1]),
         "vocab_size": int(matrix.shape[0]),
         "vocab_found": int(found.sum()),
@@ -178,17 +196,21 @@ def load_matrix(path: Path) -> np.ndarray:
 
 
 def ensure_prepared(cfg: DictConfig) -> None:
-    """Run the data stages that have no finished output yet (for interactive Hydra runs)."""
-    if not (raw_dir(cfg) / "stats.json").is_file():
-        print(f"[rnnlab] preparing {raw_dir(cfg)}")
-        download(cfg)
-    if not (tokenized_dir(cfg) / "stats.json").is_file():
-        print(f"[rnnlab] preparing {tokenized_dir(cfg)}")
-        tokenize(cfg)
-    if not (embeddings_dir(cfg) / "coverage.json").is_file():
-        print(f"[rnnlab] preparing {embeddings_dir(cfg)}")
-        embed(cfg)
-    stats = read_json(raw_dir(cfg) / "stats.json")
-    if stats.get("seed") != int(cfg.seed) or stats.get("source") != cfg.data.source:
-        print(f"[rnnlab] note: {raw_dir(cfg)} was made with seed={stats.get('seed')}, "
-              f"source={stats.get('source')}; run `dvc repro` to rebuild it for this config")
+    """For interactive (Hydra) runs: run the data stages whose output is missing; refuse to train
+    on an output that was made from another configuration (no silent reuse of stale data)."""
+    from rnnlab.errors import ConfigError
+
+    stages = [("download", raw_dir(cfg), "stats.json", download),
+              ("tokenize", tokenized_dir(cfg), "stats.json", tokenize),
+              ("embed", embeddings_dir(cfg), "coverage.json", embed)]
+    for name, folder, marker, stage in stages:
+        expected = fingerprint(cfg, *STAGE_KEYS[name])
+        if not (folder / marker).is_file():
+            print(f"[rnnlab] {name}: {folder} is missing, making it")
+            stage(cfg)
+        elif read_json(folder / marker).get("fingerprint") != expected:
+            raise ConfigError(
+                f"{folder} was made from a different {'/'.join(STAGE_KEYS[name])} configuration than "
+                f"this run's. Rebuild it for this configuration with `make params && dvc repro` "
+                f"(or `dvc exp run -S ...`), or delete {folder} to let this run make it."
+            )

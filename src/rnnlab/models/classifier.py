@@ -15,9 +15,11 @@ class TextClassifier(nn.Module):
                  hidden_size: int = 128, num_layers: int = 1, bidirectional: bool = True,
                  dropout: float = 0.3, embedding_dropout: float = 0.0, residual: bool = False,
                  pooling: str = "attention", embedding_mode: str = "finetune",
-                 embeddings: np.ndarray | None = None, pad_id: int = 0):
+                 embeddings: np.ndarray | None = None, pad_id: int = 0,
+                 word_dropout: float = 0.0, unk_id: int = 1):
         super().__init__()
         self.pooling = pooling
+        self.word_dropout, self.pad_id, self.unk_id = word_dropout, pad_id, unk_id
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
         if embeddings is not None and embedding_mode != "random":
             self.embedding.weight.data.copy_(torch.as_tensor(embeddings))
@@ -32,6 +34,9 @@ class TextClassifier(nn.Module):
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor, return_attention: bool = False):
         """ids (batch, time), lengths (batch,) -> logits (batch, classes) [, weights (batch, time)]."""
+        if self.training and self.word_dropout > 0:  # replace random real tokens by <unk>
+            drop = (torch.rand(ids.shape, device=ids.device) < self.word_dropout) & (ids != self.pad_id)
+            ids = ids.masked_fill(drop, self.unk_id)
         x = self.embedding_dropout(self.embedding(ids))  # (batch, time, emb)
         outputs = self.encoder(x, lengths)  # (batch, time, hidden * directions)
         pooled, weights = pool(self.pooling, outputs, lengths, self.encoder, self.attention)
@@ -49,4 +54,5 @@ def build_classifier(model_cfg: dict, vocab_size: int, embedding_dim: int, num_c
         dropout=model_cfg["dropout"], embedding_dropout=model_cfg["embedding_dropout"],
         residual=model_cfg["residual"], pooling=model_cfg["pooling"],
         embedding_mode=model_cfg["embedding_mode"], embeddings=embeddings,
+        word_dropout=model_cfg.get("word_dropout", 0.0),
     )

@@ -58,4 +58,10 @@ class ClassifierModule(pl.LightningModule):
         groups = [{"params": rest, "lr": opt["lr"], "weight_decay": opt["weight_decay"]}]
         if embedding:
             groups.append({"params": embedding, "lr": opt["embedding_lr"], "weight_decay": 0.0})
-        return torch.optim.AdamW(groups)
+        optimizer = torch.optim.AdamW(groups)
+        if opt.get("scheduler", "none") == "none":
+            return optimizer
+        # Cosine decay of every group's learning rate to 0 over the whole run, stepped per batch.
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -125,5 +125,9 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) ->
                 logger.experiment.log_artifact(logger.run_id, checkpoint.best_model_path, "checkpoint")
         logger.experiment.log_metric(logger.run_id, "best_" + monitor, float(checkpoint.best_model_score))
         return summary
+    except BaseException:
+        if logger.run_id is not None:  # the run must not look like a finished training
+            logger.experiment.set_terminated(logger.run_id, "FAILED")
+        raise
     finally:
         shutil.rmtree(ckpt_dir, ignore_errors=True)

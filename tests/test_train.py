@@ -1,0 +1,83 @@
+"""train() and evaluate() in-process on tiny generated data."""
+
+import json
+
+import pytest
+import torch
+
+from rnnlab.config import compose, validate
+from rnnlab.data.prepare import download, embed, tokenize, tokenized_dir
+from rnnlab.errors import DataError
+from rnnlab.training.evaluate import evaluate, load_model
+from rnnlab.training.train import train
+
+
+@pytest.fixture
+def prepared(tiny_project, monkeypatch):
+    monkeypatch.chdir(tiny_project["dir"])
+    cfg = compose(tiny_project["overrides"])
+    validate(cfg)
+    download(cfg), tokenize(cfg), embed(cfg)
+    return cfg, tiny_project["dir"]
+
+
+def test_train_writes_a_complete_model_folder_and_evaluate_scores_it(prepared):
+    cfg, work = prepared
+    summary = train(cfg, work / "model", ["unit-test"])
+    names = sorted(p.name for p in (work / "model").iterdir())
+    assert names == ["config.yaml", "model.json", "model.pt", "tokenizer.json", "train_summary.json"]
+    assert summary["epochs_run"] == len(summary["history"]) >= 1
+    assert all(row["epoch_seconds"] > 0 for row in summary["history"])
+    # weights load with weights_only=True and reproduce the module's behaviour
+    model, info = load_model(work / "model")
+    assert info["label_names"] == ["neg", "pos"]
+    metrics = evaluate(tokenized_dir(cfg), work / "model", work / "m.json", work / "plots")
+    assert json.loads((work / "m.json").read_text())["accuracy"] == metrics["accuracy"]
+    assert sorted(p.name for p in (work / "plots").iterdir()) == [
+        "confusion.csv", "confusion.png", "misclassified.jsonl"]
+
+
+def test_cosine_schedule_and_word_dropout_train(prepared):
+    cfg, work = prepared
+    cfg.optim.scheduler = "cosine"
+    cfg.model.word_dropout = 0.1
+    cfg.trainer.max_epochs = 2
+    validate(cfg)
+    summary = train(cfg, work / "cosine", [])
+    assert summary["epochs_run"] == 2
+
+
+def test_same_seed_gives_identical_weights(prepared):
+    cfg, work = prepared
+    cfg.trainer.max_epochs = 1
+    train(cfg, work / "a", [])
+    train(cfg, work / "b", [])
+    a = torch.load(work / "a/model.pt", weights_only=True)
+    b = torch.load(work / "b/model.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_failed_training_leaves_no_model_folder(prepared, monkeypatch):
+    cfg, work = prepared
+    import rnnlab.training.train as train_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated crash while saving")
+
+    monkeypatch.setattr(train_module, "write_json", broken)
+    with pytest.raises(RuntimeError, match="simulated"):
+        train(cfg, work / "crashed", [])
+    assert not (work / "crashed").exists()
+    assert not [p for p in work.iterdir() if p.name.startswith(".crashed")]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(cfg.tracking.experiment_name).experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_evaluate_rejects_a_folder_that_is_not_a_model(prepared):
+    cfg, work = prepared
+    (work / "empty").mkdir()
+    with pytest.raises(DataError, match="not a trained model folder"):
+        evaluate(tokenized_dir(cfg), work / "empty", work / "m.json", work / "plots")
