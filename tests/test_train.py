@@ -34,7 +34,11 @@ def test_train_writes_a_complete_model_folder_and_evaluate_scores_it(prepared):
     metrics = evaluate(tokenized_dir(cfg), work / "model", work / "m.json", work / "plots")
     assert json.loads((work / "m.json").read_text())["accuracy"] == metrics["accuracy"]
     assert sorted(p.name for p in (work / "plots").iterdir()) == [
-        "confusion.csv", "confusion.png", "misclassified.jsonl"]
+        "confusion.csv", "confusion.png", "details.json", "misclassified.jsonl"]
+    assert sorted(metrics) == ["accuracy", "macro_f1", "n"]
+    details = json.loads((work / "plots/details.json").read_text())
+    assert sum(map(sum, details["confusion"])) == metrics["n"]
+    assert set(details["per_class"]) == {"neg", "pos"}
 
 
 def test_cosine_schedule_and_word_dropout_train(prepared):

@@ -113,6 +113,7 @@ def validate(cfg: DictConfig) -> None:
     _check_range(cfg, "optim.weight_decay", 0.0, 1.0)
     _check_range(cfg, "optim.batch_size", 1, 65536, int)
     _check_range(cfg, "trainer.max_epochs", 1, 10000, int)
+    _check_range(cfg, "data.train_epochs", 1, 10000, int)
     _check_range(cfg, "tokenizer.max_length", 1, 100000, int)
     _check_range(cfg, "tokenizer.min_frequency", 1, 10**9, int)
     _check_range(cfg, "tokenizer.max_vocab_size", 3, 10**8, int)

@@ -107,9 +107,10 @@ def evaluate(tokenized: Path, model_dir: Path, metrics_path: Path, plots_dir: Pa
                         f"{info['label_names']}: the model was trained on other data")
     test = dataset["test"]
     labels, preds, probs = predict(model, make_loader(test["input_ids"], test["label"], 256, False))
-    metrics = classification_metrics(labels, preds, info["label_names"])
-    metrics["variant"] = summary["variant"]
-    metrics["dataset"] = summary["dataset"]
+    details = classification_metrics(labels, preds, info["label_names"])
+    details.update(variant=summary["variant"], dataset=summary["dataset"], labels=info["label_names"])
+    # The DVC metrics file holds the headline numbers only; per-class scores go beside the plots.
+    metrics = {key: details[key] for key in ("accuracy", "macro_f1", "n")}
     texts = test["text"]
     names = info["label_names"]
     with atomic_dir(plots_dir) as tmp:
@@ -117,7 +118,8 @@ def evaluate(tokenized: Path, model_dir: Path, metrics_path: Path, plots_dir: Pa
             writer = csv.writer(handle)
             writer.writerow(["actual", "predicted"])
             writer.writerows([names[a], names[p]] for a, p in zip(labels, preds))
-        _confusion_png(np.array(metrics["confusion"]), names,
+        write_json(tmp / "details.json", details)
+        _confusion_png(np.array(details["confusion"]), names,
                        f"{summary['dataset']} {summary['variant']} (test acc {metrics['accuracy']:.3f})",
                        tmp / "confusion.png")
         with (tmp / "misclassified.jsonl").open("w", encoding="utf-8") as handle:
