@@ -1,9 +1,8 @@
 """DVC stage `report`: reports/<task>/<dataset>.md (+ .png) comparing every variant of the grid."""
 
-from itertools import product
 from pathlib import Path
 
-from rnnlab.config import cli
+from rnnlab.config import cli, grid_variants
 from rnnlab.data.prepare import raw_dir
 from rnnlab.io import read_json
 from rnnlab.reporting.report import write_report
@@ -11,9 +10,8 @@ from rnnlab.reporting.report import write_report
 
 def run(cfg):
     task, dataset, paths = cfg.task.name, cfg.data.name, cfg.paths
-    variants = [f"{c}-{p}" for c, p in product(cfg.grid.cell, cfg.grid.pooling)]
     out = Path(paths.reports) / task / f"{dataset}.md"
-    rows = write_report(task, dataset, variants, Path(paths.metrics) / task / dataset,
+    rows = write_report(task, dataset, grid_variants(cfg), Path(paths.metrics) / task / dataset,
                         Path(paths.models) / task / dataset, out,
                         read_json(raw_dir(cfg) / "stats.json"))
     for row in rows:

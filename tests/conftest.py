@@ -67,7 +67,7 @@ def tiny_project(tmp_path: Path) -> dict:
 
 
 def run_cmd(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run a command with the venv's bin first on PATH; fail the test with its output on error."""
+    """Run a command with the venv's bin first on PATH; the caller checks returncode."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -124,6 +124,11 @@ def variant_name(cfg: DictConfig) -> str:
     return f"{cfg.model.cell}-{cfg.model.pooling}"
 
 
+def grid_variants(cfg: DictConfig) -> list[str]:
+    """Every variant of the grid that `dvc repro` trains, in dvc.yaml's matrix order."""
+    return [f"{cell}-{pooling}" for cell in cfg.grid.cell for pooling in cfg.grid.pooling]
+
+
 def run_stage(run: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """Validate and run a stage; user-fixable errors become a clear message and exit code 2."""
     try:

@@ -35,8 +35,10 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)
     os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+    if old is not None and old.is_dir():
+        shutil.rmtree(old, ignore_errors=True)
+    elif old is not None:
+        old.unlink()
 
 
 @contextlib.contextmanager
