@@ -1,7 +1,9 @@
-"""DVC stage `train` (one matrix item) and the interactive training CLI.
+"""DVC stage `train` / `translate_train` (one matrix item) and the interactive training CLI.
 
 Under DVC:   python pipelines/train.py --params params.yaml model.cell=gru model.pooling=last out_dir=...
+             python pipelines/train.py --params params.yaml task=translate translate.model.cell=gru ...
 Interactive: python pipelines/train.py -m model.cell=lstm,gru model.pooling=last,attention data=trec
+             python pipelines/train.py -m task=translate translate.model.attention=none,additive,dot,general
 """
 
 import sys
@@ -31,9 +33,17 @@ def run(cfg):
           f"{summary['seconds_per_epoch']:.2f}s/epoch  mlflow run {summary['mlflow']['run_id']}")
     if interactive:  # outside DVC there is no evaluate stage: score the test split here
         from rnnlab.data.prepare import tokenized_dir
+
+        args = (tokenized_dir(cfg), out_dir, job_dir / "metrics.json", job_dir / "plots")
+        if cfg.task.name == "translate":
+            from rnnlab.training.translation import evaluate_translation
+
+            m = evaluate_translation(*args)
+            print(f"test: BLEU greedy {m['bleu_greedy']:.2f}, beam{m['beam']} {m['bleu_beam']:.2f}")
+            return
         from rnnlab.training.evaluate import evaluate
 
-        metrics = evaluate(tokenized_dir(cfg), out_dir, job_dir / "metrics.json", job_dir / "plots")
+        metrics = evaluate(*args)
         print(f"test: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}")
 
 

@@ -23,9 +23,16 @@ CELLS = ("rnn", "lstm", "gru")
 POOLINGS = ("last", "mean", "max", "attention")
 EMBEDDING_MODES = ("frozen", "finetune", "random")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed")
-MONITORS = {"val_acc": "max", "val_f1": "max", "val_loss": "min"}
+MONITORS = {"val_acc": "max", "val_f1": "max", "val_loss": "min", "val_bleu": "max"}
+TASK_MONITORS = {"classify": ("val_acc", "val_f1", "val_loss"), "translate": ("val_bleu", "val_loss")}
 SOURCES = ("package", "hub", "local")
 SCHEDULERS = ("none", "cosine")
+ATTENTIONS = ("none", "additive", "dot", "general")
+TOKENIZER_KINDS = ("word", "bpe")
+# Tasks whose configuration groups live in a subtree of the root config (conf/<task>/default.yaml);
+# the root groups themselves are the classification task's.
+SUBTREE_TASKS = ("translate",)
+TASKS = ("classify", *SUBTREE_TASKS)
 
 
 def compose(overrides: list[str] | None = None, conf_dir: Path = CONF_DIR) -> DictConfig:
@@ -46,8 +53,32 @@ def dump_params(path: Path, overrides: list[str] | None = None, conf_dir: Path =
     compose_and_dump(path, str(conf_dir), None, "config", str(PROJECT_ROOT), list(overrides or []))
 
 
+def task_config(cfg: DictConfig, task: str | None = None) -> DictConfig:
+    """The configuration one task runs with: for a subtree task (translate), the root config with
+    every group of `cfg.<task>` replacing the root's group of the same name (tracking is merged);
+    for classify, the root without the subtrees. `task` defaults to `cfg.task.name`."""
+    task = task or cfg.task.name
+    if task not in TASKS:
+        raise ConfigError(f"task={task!r} is not supported. Allowed tasks: {', '.join(TASKS)}")
+    base = {k: v for k, v in cfg.items() if k not in SUBTREE_TASKS}
+    out = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(base)))
+    if task in SUBTREE_TASKS:
+        if task not in cfg:
+            raise ConfigError(f"the config has no `{task}` section; add `- {task}: default` to conf/config.yaml")
+        for key, value in cfg[task].items():
+            if key == "tracking":
+                out.tracking = OmegaConf.merge(out.tracking, value)
+            else:
+                out[key] = OmegaConf.to_container(value) if isinstance(value, DictConfig) else value
+    return out
+
+
 def load_params(path: str | Path, dotlist: list[str]) -> DictConfig:
-    """Load a composed params.yaml and apply `key=value` overrides (matrix items) on top."""
+    """Load a composed params.yaml and apply `key=value` overrides (matrix items) on top.
+
+    `task=NAME` selects the task (as on the Hydra command line); other keys are paths in the file,
+    e.g. `translate.model.cell=gru`. Returns the task's configuration (see `task_config`).
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(
@@ -55,14 +86,18 @@ def load_params(path: str | Path, dotlist: list[str]) -> DictConfig:
             "(or `dvc exp run`, which composes it) before `dvc repro`."
         )
     cfg = OmegaConf.load(path)
+    task = None
     for item in dotlist:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
         key, value = item.split("=", 1)
+        if key == "task":
+            task = value
+            continue
         if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
             raise ConfigError(f"override {item!r}: key {key!r} does not exist in {path}")
         OmegaConf.update(cfg, key, OmegaConf.from_dotlist([f"v={value}"]).v, merge=True)
-    return cfg
+    return task_config(cfg, task)
 
 
 def _check_choice(cfg: DictConfig, key: str, allowed: tuple[str, ...] | dict) -> None:
@@ -85,48 +120,89 @@ def _check_range(cfg: DictConfig, key: str, lo: float, hi: float, kind: type = f
         )
 
 
+def _check_tokenizer(cfg: DictConfig, key: str) -> None:
+    _check_choice(cfg, f"{key}.kind", TOKENIZER_KINDS)
+    _check_range(cfg, f"{key}.max_length", 1, 100000, int)
+    _check_range(cfg, f"{key}.min_frequency", 1, 10**9, int)
+    _check_range(cfg, f"{key}.max_vocab_size", 3, 10**8, int)
+
+
+def _check_grid(cfg: DictConfig, axis: str, allowed: tuple[str, ...]) -> None:
+    for value in cfg.grid[axis]:
+        if value not in allowed:
+            raise ConfigError(f"grid.{axis} contains {value!r}; allowed: {', '.join(allowed)}")
+
+
+def _check_optional_range(cfg: DictConfig, key: str, lo: float, hi: float, kind: type = float) -> None:
+    if OmegaConf.select(cfg, key) is not None:
+        _check_range(cfg, key, lo, hi, kind)
+
+
 def validate(cfg: DictConfig) -> None:
     """Reject unknown names and out-of-range values before any work starts."""
+    _check_choice(cfg, "task.name", TASKS)
+    _check_choice(cfg, "task.monitor", TASK_MONITORS[cfg.task.name])
     _check_choice(cfg, "data.source", SOURCES)
     _check_choice(cfg, "embeddings.source", ("package", "local"))
     _check_choice(cfg, "model.cell", CELLS)
-    _check_choice(cfg, "model.pooling", POOLINGS)
     _check_choice(cfg, "model.embedding_mode", EMBEDDING_MODES)
-    _check_choice(cfg, "task.monitor", MONITORS)
     _check_choice(cfg, "trainer.precision", PRECISIONS)
     _check_choice(cfg, "optim.scheduler", SCHEDULERS)
-    for cell in cfg.grid.cell:
-        if cell not in CELLS:
-            raise ConfigError(f"grid.cell contains {cell!r}; allowed cells: {', '.join(CELLS)}")
-    for pooling in cfg.grid.pooling:
-        if pooling not in POOLINGS:
-            raise ConfigError(
-                f"grid.pooling contains {pooling!r}; allowed poolings: {', '.join(POOLINGS)}"
-            )
+    _check_grid(cfg, "cell", CELLS)
     _check_range(cfg, "model.hidden_size", 1, 8192, int)
-    _check_range(cfg, "model.num_layers", 1, 16, int)
     _check_range(cfg, "model.dropout", 0.0, 0.95)
-    _check_range(cfg, "model.embedding_dropout", 0.0, 0.95)
-    _check_range(cfg, "model.word_dropout", 0.0, 0.95)
     _check_range(cfg, "optim.lr", 1e-7, 10.0)
     _check_range(cfg, "optim.embedding_lr", 0.0, 10.0)
     _check_range(cfg, "optim.weight_decay", 0.0, 1.0)
     _check_range(cfg, "optim.batch_size", 1, 65536, int)
     _check_range(cfg, "trainer.max_epochs", 1, 10000, int)
-    _check_range(cfg, "data.train_epochs", 1, 10000, int)
-    _check_range(cfg, "tokenizer.max_length", 1, 100000, int)
-    _check_range(cfg, "tokenizer.min_frequency", 1, 10**9, int)
-    _check_range(cfg, "tokenizer.max_vocab_size", 3, 10**8, int)
+    if cfg.task.name == "classify":
+        _check_choice(cfg, "model.pooling", POOLINGS)
+        _check_grid(cfg, "pooling", POOLINGS)
+        _check_range(cfg, "model.num_layers", 1, 16, int)
+        _check_range(cfg, "model.embedding_dropout", 0.0, 0.95)
+        _check_range(cfg, "model.word_dropout", 0.0, 0.95)
+        _check_range(cfg, "data.train_epochs", 1, 10000, int)
+        _check_tokenizer(cfg, "tokenizer")
+        return
+    _check_choice(cfg, "model.attention", ATTENTIONS)
+    _check_grid(cfg, "attention", ATTENTIONS)
+    if cfg.model.input_feeding and cfg.model.attention == "none":
+        raise ConfigError("model.input_feeding=true needs attention (it feeds the attentional vector); "
+                          "set model.attention to additive, dot or general, or input_feeding=false")
+    if cfg.model.attention == "dot" and cfg.model.bidirectional:
+        raise ConfigError("model.attention=dot scores decoder states (hidden_size) against encoder outputs, "
+                          "which are 2*hidden_size wide when model.bidirectional=true. Use attention=general "
+                          "(a learned projection) or additive, or set model.bidirectional=false")
+    _check_range(cfg, "model.encoder_layers", 1, 16, int)
+    _check_range(cfg, "model.decoder_layers", 1, 16, int)
+    _check_range(cfg, "model.tgt_embedding_dim", 1, 8192, int)
+    _check_range(cfg, "model.teacher_forcing", 0.0, 1.0)
+    _check_optional_range(cfg, "model.teacher_forcing_final", 0.0, 1.0)
+    _check_range(cfg, "model.label_smoothing", 0.0, 0.9)
+    _check_range(cfg, "model.decoding.beam", 1, 256, int)
+    _check_range(cfg, "model.decoding.length_penalty", 0.0, 10.0)
+    _check_range(cfg, "model.decoding.max_length", 1, 10000, int)
+    _check_range(cfg, "model.decoding.max_len_a", 0.0, 100.0)
+    _check_range(cfg, "model.decoding.max_len_b", 0, 10000, int)
+    _check_optional_range(cfg, "data.max_source_words", 1, 10**6, int)
+    _check_optional_range(cfg, "data.max_train_pairs", 1, 10**9, int)
+    _check_optional_range(cfg, "data.max_eval_sources", 1, 10**9, int)
+    _check_tokenizer(cfg, "tokenizer.source")
+    _check_tokenizer(cfg, "tokenizer.target")
 
 
 def variant_name(cfg: DictConfig) -> str:
-    """Name of a model variant from its grid coordinates, e.g. `lstm-attention`."""
+    """Name of a model variant from its grid coordinates, e.g. `lstm-attention`, `gru-additive`."""
+    if cfg.task.name == "translate":
+        return f"{cfg.model.cell}-{cfg.model.attention}"
     return f"{cfg.model.cell}-{cfg.model.pooling}"
 
 
 def grid_variants(cfg: DictConfig) -> list[str]:
     """Every variant of the grid that `dvc repro` trains, in dvc.yaml's matrix order."""
-    return [f"{cell}-{pooling}" for cell in cfg.grid.cell for pooling in cfg.grid.pooling]
+    second = "attention" if cfg.task.name == "translate" else "pooling"
+    return [f"{cell}-{other}" for cell in cfg.grid.cell for other in cfg.grid[second]]
 
 
 def run_stage(run: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
@@ -157,6 +233,11 @@ def cli(run: Callable[[DictConfig], Any], stage: str) -> None:
     import hydra
 
     def task(cfg: DictConfig) -> Any:
+        try:
+            cfg = task_config(cfg)
+        except RnnlabError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
         return run_stage(run, cfg)
 
     sys.argv = [sys.argv[0], *argv, f"hydra.job.name={stage}"]

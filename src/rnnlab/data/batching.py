@@ -78,10 +78,7 @@ def collate(items) -> dict[str, torch.Tensor]:
     """Right-pad to the longest sequence in the batch."""
     index, ids, labels = zip(*items)
     lengths = torch.tensor([len(s) for s in ids], dtype=torch.long)
-    padded = torch.full((len(ids), int(lengths.max())), PAD_ID, dtype=torch.long)  # (batch, time)
-    for row, seq in enumerate(ids):
-        padded[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-    return {"ids": padded, "lengths": lengths, "labels": torch.tensor(labels, dtype=torch.long),
+    return {"ids": _pad(ids), "lengths": lengths, "labels": torch.tensor(labels, dtype=torch.long),
             "index": torch.tensor(index, dtype=torch.long)}
 
 
@@ -91,4 +88,51 @@ def make_loader(ids: list[list[int]], labels: list[int], batch_size: int, shuffl
     sampler = BucketBatchSampler([len(s) for s in ids], batch_size, shuffle, seed,
                                  num_replicas=num_replicas, rank=rank)
     return DataLoader(EncodedDataset(ids, labels), batch_sampler=sampler, collate_fn=collate,
+                      num_workers=num_workers, persistent_workers=num_workers > 0)
+
+
+# ---- sentence pairs (translation) -----------------------------------------------------------
+
+class PairDataset(torch.utils.data.Dataset):
+    """(index, source ids, target ids) rows; target ids without <bos>/<eos>."""
+
+    def __init__(self, source_ids: list[list[int]], target_ids: list[list[int]]):
+        self.source_ids, self.target_ids = source_ids, target_ids
+
+    def __len__(self) -> int:
+        return len(self.source_ids)
+
+    def __getitem__(self, index: int):
+        return index, self.source_ids[index], self.target_ids[index]
+
+
+def _pad(seqs: Sequence[Sequence[int]]) -> torch.Tensor:
+    out = torch.full((len(seqs), max(len(s) for s in seqs)), PAD_ID, dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        out[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+    return out  # (batch, max_len)
+
+
+def collate_pairs(items) -> dict[str, torch.Tensor]:
+    """Right-padded source ids; decoder inputs `<bos> y` and outputs `y <eos>` (same length)."""
+    from rnnlab.data.tokenizer import BOS_ID, EOS_ID
+
+    index, source, target = zip(*items)
+    return {
+        "ids": _pad(source),  # (batch, src_len)
+        "lengths": torch.tensor([len(s) for s in source], dtype=torch.long),
+        "tgt_in": _pad([[BOS_ID, *t] for t in target]),  # (batch, tgt_len + 1)
+        "tgt_out": _pad([[*t, EOS_ID] for t in target]),  # (batch, tgt_len + 1)
+        "tgt_lengths": torch.tensor([len(t) + 1 for t in target], dtype=torch.long),
+        "index": torch.tensor(index, dtype=torch.long),
+    }
+
+
+def make_pair_loader(source_ids: list[list[int]], target_ids: list[list[int]], batch_size: int,
+                     shuffle: bool, seed: int = 0, num_workers: int = 0, num_replicas: int = 1,
+                     rank: int = 0) -> DataLoader:
+    """Batches bucketed by source length (target length breaks ties)."""
+    keys = [len(s) + len(t) / 1000.0 for s, t in zip(source_ids, target_ids)]
+    sampler = BucketBatchSampler(keys, batch_size, shuffle, seed, num_replicas=num_replicas, rank=rank)
+    return DataLoader(PairDataset(source_ids, target_ids), batch_sampler=sampler, collate_fn=collate_pairs,
                       num_workers=num_workers, persistent_workers=num_workers > 0)

@@ -50,6 +50,8 @@ def embeddings_dir(cfg: DictConfig) -> Path:
 
 def download(cfg: DictConfig, out: Path | None = None) -> dict:
     """Load the configured source, split it, and save a `datasets.DatasetDict` plus stats.json."""
+    if cfg.task.name == "translate":
+        return download_pairs(cfg, out)
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
     from rnnlab.data.sources import load_source
@@ -89,6 +91,43 @@ def download(cfg: DictConfig, out: Path | None = None) -> dict:
     return stats
 
 
+def download_pairs(cfg: DictConfig, out: Path | None = None) -> dict:
+    """Translation: cleaned sentence pairs, split by unique source sentence (no source leakage)."""
+    from datasets import Dataset, DatasetDict
+
+    from rnnlab.data.pairs import load_pairs, make_pair_splits, source_key
+
+    _quiet_datasets()
+    out = Path(out or raw_dir(cfg))
+    start = time.perf_counter()
+    raw = load_pairs(cfg.data)
+    splits, facts = make_pair_splits(
+        raw, seed=int(cfg.seed), val_fraction=float(cfg.data.split.val_fraction),
+        test_fraction=float(cfg.data.split.test_fraction), max_source_words=cfg.data.max_source_words,
+        max_train_pairs=cfg.data.max_train_pairs, max_eval_sources=cfg.data.max_eval_sources,
+        max_examples_per_split=cfg.data.max_examples_per_split,
+    )
+    dataset = DatasetDict({name: Dataset.from_dict({"source": p.sources, "target": p.targets})
+                           for name, p in splits.items()})
+    stats = {
+        "dataset": cfg.data.name,
+        "source": cfg.data.source,
+        "seed": int(cfg.seed),
+        "fingerprint": fingerprint(cfg, *STAGE_KEYS["download"]),
+        "splits_provided_by_source": sorted(raw.splits),
+        "pairs_read": {n: len(p) for n, p in raw.splits.items()},
+        "dropped_while_cleaning": raw.cleaning,
+        **facts,
+        "counts": {name: len(p) for name, p in splits.items()},
+        "unique_sources": {name: len({source_key(s) for s in p.sources}) for name, p in splits.items()},
+    }
+    with atomic_dir(out) as tmp:
+        dataset.save_to_disk(str(tmp / "dataset"))
+        stats["seconds"] = round(time.perf_counter() - start, 3)
+        write_json(tmp / "stats.json", stats)
+    return stats
+
+
 def load_raw(path: Path):
     from datasets import load_from_disk
 
@@ -112,6 +151,8 @@ def tokenize(cfg: DictConfig, raw: Path | None = None, out: Path | None = None) 
     """Train the tokenizer on train texts; encode every split; save ids, tokenizer.json, stats."""
     from rnnlab.data.tokenizer import UNK_ID, build_tokenizer, encode
 
+    if cfg.task.name == "translate":
+        return tokenize_pairs(cfg, raw, out)
     raw = Path(raw or raw_dir(cfg))
     _quiet_datasets()
     out = Path(out or tokenized_dir(cfg))
@@ -145,6 +186,62 @@ def tokenize(cfg: DictConfig, raw: Path | None = None, out: Path | None = None) 
     return stats
 
 
+TRANSLATION_TOKENIZERS = {"source": "source_tokenizer.json", "target": "target_tokenizer.json"}
+
+
+def tokenize_pairs(cfg: DictConfig, raw: Path | None = None, out: Path | None = None) -> dict:
+    """Translation: a source and a target tokenizer trained on train; ids of both sides per split.
+    Target ids carry no <bos>/<eos>; the batches add them."""
+    from datasets import DatasetDict
+
+    from rnnlab.data.tokenizer import UNK_ID, build_tokenizer, encode
+
+    raw = Path(raw or raw_dir(cfg))
+    _quiet_datasets()
+    out = Path(out or tokenized_dir(cfg))
+    start = time.perf_counter()
+    dataset = load_raw(raw)
+    tokenizers = {side: build_tokenizer(cfg.tokenizer[side], dataset["train"][side], sequence_specials=True)
+                  for side in ("source", "target")}
+    stats: dict = {"fingerprint": fingerprint(cfg, *STAGE_KEYS["tokenize"]), "splits": {},
+                   "vocab_size": {side: t.get_vocab_size() for side, t in tokenizers.items()}}
+    encoded, n_tokens = {}, 0
+    for split in SPLITS:
+        part = dataset[split]
+        stats["splits"][split] = {}
+        for side, tokenizer in tokenizers.items():
+            max_length = int(cfg.tokenizer[side].max_length)
+            full = encode(tokenizer, part[side], 10**9)
+            lengths = np.array([len(ids) for ids in full])
+            n_tokens += int(lengths.sum())
+            ids = [seq[:max_length] for seq in full]
+            flat = np.concatenate([np.asarray(seq) for seq in ids])
+            side_stats = _length_stats(lengths, max_length)
+            side_stats["unk_rate"] = round(float((flat == UNK_ID).mean()), 4)
+            stats["splits"][split][side] = side_stats
+            part = part.add_column(f"{side}_ids", ids)
+        encoded[split] = part
+    stats["tokens_per_second"] = round(n_tokens / max(time.perf_counter() - start, 1e-9))
+    stats["tokenizer"] = OmegaConf.to_container(cfg.tokenizer)
+    with atomic_dir(out) as tmp:
+        for side, tokenizer in tokenizers.items():
+            tokenizer.save(str(tmp / TRANSLATION_TOKENIZERS[side]))
+        DatasetDict(encoded).save_to_disk(str(tmp / "dataset"))
+        write_json(tmp / "stats.json", stats)
+    return stats
+
+
+def load_tokenized_pairs(path: Path):
+    """(DatasetDict with source/target/source_ids/target_ids, {"source": Tokenizer, "target": Tokenizer})."""
+    from datasets import load_from_disk
+    from tokenizers import Tokenizer
+
+    if not (path / "stats.json").is_file():
+        raise DataError(f"{path} is not a finished tokenize output (no stats.json); run the tokenize stage")
+    tokenizers = {side: Tokenizer.from_file(str(path / name)) for side, name in TRANSLATION_TOKENIZERS.items()}
+    return load_from_disk(str(path / "dataset")), tokenizers
+
+
 def load_tokenized(path: Path):
     """(DatasetDict with text/label/input_ids, tokenizers.Tokenizer)."""
     from datasets import load_from_disk
@@ -158,17 +255,21 @@ def load_tokenized(path: Path):
 def embed(cfg: DictConfig, tokenized: Path | None = None, out: Path | None = None) -> dict:
     """Build the GloVe matrix for the tokenizer's vocabulary; write matrix.npy and coverage.json."""
     from rnnlab.data.glove import build_matrix, load_vectors
-    from rnnlab.data.tokenizer import PAD_ID
+    from rnnlab.data.tokenizer import PAD_ID, SPECIAL_TOKENS
 
     tokenized = Path(tokenized or tokenized_dir(cfg))
     out = Path(out or embeddings_dir(cfg))
     start = time.perf_counter()
-    dataset, tokenizer = load_tokenized(tokenized)
+    if cfg.task.name == "translate":  # GloVe for the source (English) side only
+        dataset, tokenizers = load_tokenized_pairs(tokenized)
+        tokenizer, id_column = tokenizers["source"], "source_ids"
+    else:
+        (dataset, tokenizer), id_column = load_tokenized(tokenized), "input_ids"
     vocab = tokenizer.get_vocab()
     words, vectors = load_vectors(cfg.embeddings)
     matrix, found = build_matrix(vocab, words, vectors, seed=int(cfg.embeddings.oov_init_seed), pad_id=PAD_ID)
     counts = Counter()
-    for ids in dataset["train"]["input_ids"]:
+    for ids in dataset["train"][id_column]:
         counts.update(ids)
     total = sum(counts.values())
     covered = sum(c for i, c in counts.items() if found[i])
@@ -180,7 +281,8 @@ def embed(cfg: DictConfig, tokenized: Path | None = None, out: Path | None = Non
         "vocab_found": int(found.sum()),
         "vocab_coverage": round(float(found.mean()), 4),
         "train_token_coverage": round(covered / max(total, 1), 4),
-        "oov_examples": [t for t, i in sorted(vocab.items(), key=lambda kv: kv[1]) if not found[i]][2:22],
+        "oov_examples": [t for t, i in sorted(vocab.items(), key=lambda kv: kv[1])
+                         if not found[i] and t not in SPECIAL_TOKENS][:20],
     }
     with atomic_dir(out) as tmp:
         np.save(tmp / "matrix.npy", matrix)

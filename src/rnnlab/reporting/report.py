@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from rnnlab.errors import DataError
@@ -9,6 +10,7 @@ from rnnlab.io import atomic_file, read_json, write_text
 
 
 def collect(variants: list[str], metrics_dir: Path, models_dir: Path) -> list[dict]:
+    """Each variant's test metrics (metrics/...) joined with its training summary (models/...)."""
     rows = []
     for variant in variants:
         metrics_file = metrics_dir / f"{variant}.json"
@@ -16,35 +18,37 @@ def collect(variants: list[str], metrics_dir: Path, models_dir: Path) -> list[di
         for needed in (metrics_file, summary_file):
             if not needed.is_file():
                 raise DataError(f"report: {needed} is missing; run the train and evaluate stages first")
-        metrics, summary = read_json(metrics_file), read_json(summary_file)
-        rows.append({
-            "variant": variant, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
-            "n": metrics["n"], "parameters": summary["parameters"],
-            "trainable_parameters": summary["trainable_parameters"],
-            "seconds_per_epoch": summary["seconds_per_epoch"], "epochs": summary["epochs_run"],
-            "best_epoch": summary["best_epoch"],
-        })
+        summary = read_json(summary_file)
+        row = {"variant": variant, **read_json(metrics_file)}
+        row.update({key: summary[key] for key in ("parameters", "trainable_parameters", "seconds_per_epoch",
+                                                   "best_epoch", "fit_seconds")})
+        row["epochs"] = summary["epochs_run"]
+        rows.append(row)
     return rows
 
 
-def bar_chart(rows: list[dict], title: str, path: Path) -> None:
+def bar_chart(rows: list[dict], series: list[tuple[str, str]], title: str, ylabel: str, path: Path,
+              top: float | None = None, fmt: str = "%.3f") -> None:
+    """Grouped bars: one group per variant, one bar per (metric key, legend label) in `series`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = [r["variant"] for r in rows]
-    x = range(len(rows))
     fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(rows) + 2), 4))
-    width = 0.38
-    acc = ax.bar([i - width / 2 for i in x], [r["accuracy"] for r in rows], width, label="accuracy")
-    f1 = ax.bar([i + width / 2 for i in x], [r["macro_f1"] for r in rows], width, label="macro-F1")
-    for bars in (acc, f1):
-        ax.bar_label(bars, fmt="%.3f", fontsize=8)
-    low = min(min(r["accuracy"], r["macro_f1"]) for r in rows)
-    ax.set_ylim(max(0.0, low - 0.1), 1.0)
-    ax.set_xticks(list(x), names)
-    ax.set_ylabel("test score")
+    width = 0.8 / len(series)
+    values = [r[key] for r in rows for key, _ in series]
+    for k, (key, label) in enumerate(series):
+        offset = (k - (len(series) - 1) / 2) * width
+        bars = ax.bar([i + offset for i in range(len(rows))], [r[key] for r in rows], width, label=label)
+        ax.bar_label(bars, fmt=fmt, fontsize=8)
+    if top is not None:  # scores with a known maximum: zoom on the range the bars use
+        ax.set_ylim(max(0.0, min(values) - 0.1 * top), top)
+    else:
+        ax.set_ylim(0, max(values) * 1.15 if max(values) > 0 else 1)
+    ax.set_xticks(list(range(len(rows))), names)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(loc="lower right")
     fig.tight_layout()
@@ -58,7 +62,8 @@ def write_report(task: str, dataset: str, variants: list[str], metrics_dir: Path
     rows = collect(variants, Path(metrics_dir), Path(models_dir))
     best = max(rows, key=lambda r: (r["accuracy"], r["macro_f1"]))
     png = Path(report_md).with_suffix(".png")
-    bar_chart(rows, f"{task} on {dataset}: test scores", png)
+    bar_chart(rows, [("accuracy", "accuracy"), ("macro_f1", "macro-F1")], f"{task} on {dataset}: test scores",
+              "test score", png, top=1.0)
     lines = [
         f"# {task}: {dataset}",
         "",
@@ -82,5 +87,64 @@ def write_report(task: str, dataset: str, variants: list[str], metrics_dir: Path
     lines += ["", f"![test scores]({png.name})", "",
               "One seed per variant: differences of about one point are within the run-to-run noise "
               "of a test set this size; compare across seeds before drawing conclusions.", ""]
+    write_text(report_md, "\n".join(lines))
+    return rows
+
+
+def _samples(plots_dir: Path, variant: str, n: int) -> list[dict]:
+    path = plots_dir / variant / "samples.jsonl"
+    if not path.is_file():
+        raise DataError(f"report: {path} is missing; run the translate_evaluate stage first")
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line, _ in zip(handle, range(n))]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def write_translation_report(dataset: str, variants: list[str], metrics_dir: Path, models_dir: Path,
+                             plots_dir: Path, report_md: Path, stats: dict | None = None,
+                             n_examples: int = 8) -> list[dict]:
+    """BLEU/chrF table (greedy and beam), parameters, time per epoch, and example translations."""
+    rows = collect(variants, Path(metrics_dir), Path(models_dir))
+    best = max(rows, key=lambda r: (r["bleu_beam"], r["chrf_beam"]))
+    png = Path(report_md).with_suffix(".png")
+    beam = rows[0]["beam"]
+    bar_chart(rows, [("bleu_greedy", "BLEU greedy"), ("bleu_beam", f"BLEU beam {beam}")],
+              f"translate on {dataset}: test BLEU", "sacreBLEU", png, fmt="%.1f")
+    lines = [
+        f"# translate: {dataset}",
+        "",
+        "Generated by the `translate_report` stage of `dvc repro` from metrics/, models/ and plots/; do not edit.",
+        "",
+        f"Best variant by beam-search BLEU: **{best['variant']}** (BLEU {best['bleu_beam']:.2f}, "
+        f"chrF {best['chrf_beam']:.2f}; greedy BLEU {best['bleu_greedy']:.2f}).",
+        "",
+        f"Test split: {best['sources']:,} unique English sentences ({best['pairs']:,} pairs). BLEU and chrF are "
+        "sacreBLEU corpus scores against every Spanish reference of a sentence; the last column uses only "
+        "the first reference.",
+        "",
+        f"| variant | BLEU greedy | BLEU beam {beam} | chrF greedy | chrF beam | BLEU beam, 1 ref | parameters | "
+        "s / epoch | epochs (best) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['variant']} | {r['bleu_greedy']:.2f} | {r['bleu_beam']:.2f} | {r['chrf_greedy']:.2f} | "
+            f"{r['chrf_beam']:.2f} | {r['bleu_first_reference_beam']:.2f} | {r['parameters']:,} | "
+            f"{r['seconds_per_epoch']:.1f} | {r['epochs']} ({r['best_epoch']}) |"
+        )
+    if stats:
+        counts = ", ".join(f"{k} {v:,}" for k, v in stats["counts"].items())
+        lines += ["", f"Data: {counts} sentence pairs (no English sentence of validation/test occurs in train)."]
+    lines += ["", f"![test BLEU]({png.name})", "", f"## Example translations (beam {beam}, first test sentences)", ""]
+    samples = {v: _samples(Path(plots_dir), v, n_examples) for v in variants}
+    lines += ["| English | reference | " + " | ".join(variants) + " |",
+              "|---" * (len(variants) + 2) + "|"]
+    for i, first in enumerate(samples[variants[0]]):
+        outputs = " | ".join(_cell(samples[v][i]["beam"]) for v in variants)
+        lines.append(f"| {_cell(first['source'])} | {_cell(first['references'][0])} | {outputs} |")
+    lines += ["", "One seed per variant: compare across seeds before reading small differences.", ""]
     write_text(report_md, "\n".join(lines))
     return rows

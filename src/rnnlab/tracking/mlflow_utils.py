@@ -45,12 +45,15 @@ def run_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
 
     tags = {
         "task": cfg.task.name, "dataset": cfg.data.name, "cell": cfg.model.cell,
-        "pooling": cfg.model.pooling, "bidirectional": str(cfg.model.bidirectional),
+        "bidirectional": str(cfg.model.bidirectional),
         "embedding_mode": cfg.model.embedding_mode, "seed": str(cfg.seed),
         "git_commit": git_commit(), "overrides": " ".join(overrides) or "(none)",
         "torch_version": torch.__version__, "host_python": platform.python_version(),
         "launcher": "dvc" if os.environ.get("DVC_STAGE") or "--params" in overrides else "hydra",
     }
+    for key in ("pooling", "attention"):  # the grid's second axis, by task
+        if OmegaConf.select(cfg, f"model.{key}") is not None:
+            tags[key] = str(cfg.model[key])
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
     return tags

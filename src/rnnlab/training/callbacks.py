@@ -10,7 +10,8 @@ import pytorch_lightning as pl
 class History(pl.Callback):
     """Keeps every epoch's logged metrics, so results never depend on the tracker."""
 
-    KEYS = ("train_loss", "train_acc", "train_f1", "val_loss", "val_acc", "val_f1")
+    KEYS = ("train_loss", "train_acc", "train_f1", "val_loss", "val_acc", "val_f1",
+            "teacher_forcing", "val_bleu", "val_chrf")
 
     def __init__(self, print_lines: bool):
         self.rows: list[dict[str, float]] = []
@@ -22,7 +23,9 @@ class History(pl.Callback):
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.tokens += int(batch["lengths"].sum())
+        self.tokens += int(batch["lengths"].sum())  # source tokens
+        if "tgt_lengths" in batch:
+            self.tokens += int(batch["tgt_lengths"].sum())  # decoder steps (translation)
 
     @property
     def seconds(self) -> list[float]:

@@ -52,16 +52,21 @@ class ClassifierModule(pl.LightningModule):
         self._step(batch, "test")
 
     def configure_optimizers(self):
-        opt = self.hparams.optim_cfg
-        embedding = [p for p in self.model.embedding.parameters() if p.requires_grad]
-        rest = [p for n, p in self.model.named_parameters() if not n.startswith("embedding.")]
-        groups = [{"params": rest, "lr": opt["lr"], "weight_decay": opt["weight_decay"]}]
-        if embedding:
-            groups.append({"params": embedding, "lr": opt["embedding_lr"], "weight_decay": 0.0})
-        optimizer = torch.optim.AdamW(groups)
-        if opt.get("scheduler", "none") == "none":
-            return optimizer
-        # Cosine decay of every group's learning rate to 0 over the whole run, stepped per batch.
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return configure_optimizers(self.model, "embedding.", self.hparams.optim_cfg, self.trainer)
+
+
+def configure_optimizers(model: nn.Module, embedding_prefix: str, opt: dict, trainer: pl.Trainer):
+    """AdamW with its own learning rate (and no weight decay) for the fine-tuned embedding matrix
+    (parameters named `embedding_prefix*`), and an optional per-step cosine decay to 0."""
+    embedding = [p for n, p in model.named_parameters() if n.startswith(embedding_prefix) and p.requires_grad]
+    rest = [p for n, p in model.named_parameters() if not n.startswith(embedding_prefix)]
+    groups = [{"params": rest, "lr": opt["lr"], "weight_decay": opt["weight_decay"]}]
+    if embedding:
+        groups.append({"params": embedding, "lr": opt["embedding_lr"], "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups)
+    if opt.get("scheduler", "none") == "none":
+        return optimizer
+    # Cosine decay of every group's learning rate to 0 over the whole run, stepped per batch.
+    total = max(int(trainer.estimated_stepping_batches), 1)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

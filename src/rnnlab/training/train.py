@@ -1,8 +1,8 @@
-"""train(cfg): one Lightning training run of a text classifier, tracked in MLflow.
+"""train(cfg): one Lightning training run (text classifier or translation model), tracked in MLflow.
 
 Writes to out_dir (atomically): model.pt (weights), model.json (what is needed to rebuild and use
-the model: config, vocabulary size, labels), tokenizer.json, train_summary.json (history, timing,
-parameter count, MLflow run id).
+the model: task, config, vocabulary sizes, labels), the tokenizer file(s), train_summary.json
+(history, timing, parameter count, MLflow run id) and config.yaml.
 """
 
 from __future__ import annotations
@@ -32,31 +32,51 @@ def _progress_bar(cfg: DictConfig) -> tuple[list, bool, bool]:
     return [], False, True
 
 
+def _build(cfg: DictConfig):
+    """(datamodule, LightningModule, task-specific model.json entries, tokenizer files to copy)."""
+    from rnnlab.data.prepare import TRANSLATION_TOKENIZERS, embeddings_dir, load_matrix, tokenized_dir
+
+    matrix = load_matrix(embeddings_dir(cfg))
+    model_cfg, optim_cfg = OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.optim)
+    seed, batch, workers = int(cfg.seed), int(cfg.optim.batch_size), int(cfg.trainer.num_workers)
+    if cfg.task.name == "translate":
+        from rnnlab.data.datamodule import TranslationDataModule
+        from rnnlab.training.seq2seq_module import Seq2SeqModule
+
+        data = TranslationDataModule(tokenized_dir(cfg), batch, seed, workers)
+        sizes = {side: t.get_vocab_size() for side, t in data.tokenizers.items()}
+        module = Seq2SeqModule(model_cfg, optim_cfg, sizes["source"], sizes["target"], matrix,
+                               data.tokenizers["target"], data.val_keys, data.val_references)
+        info = {"src_vocab_size": sizes["source"], "tgt_vocab_size": sizes["target"],
+                "embedding_dim": int(matrix.shape[1]),
+                "max_length": int(cfg.tokenizer.source.max_length)}
+        return data, module, info, list(TRANSLATION_TOKENIZERS.values())
+    if cfg.task.name != "classify":
+        raise ConfigError(f"task={cfg.task.name!r} has no trainer yet; allowed: classify, translate")
+    from rnnlab.data.datamodule import ClassificationDataModule
+    from rnnlab.training.module import ClassifierModule
+
+    data = ClassificationDataModule(tokenized_dir(cfg), batch, seed, workers)
+    module = ClassifierModule(model_cfg, optim_cfg, vocab_size=matrix.shape[0], embedding_dim=matrix.shape[1],
+                              num_classes=len(data.label_names), embeddings=matrix)
+    info = {"vocab_size": int(matrix.shape[0]), "embedding_dim": int(matrix.shape[1]),
+            "label_names": data.label_names, "max_length": int(cfg.tokenizer.max_length)}
+    return data, module, info, ["tokenizer.json"]
+
+
 def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> dict:
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
-    from rnnlab.data.datamodule import ClassificationDataModule
-    from rnnlab.data.prepare import embeddings_dir, load_matrix, tokenized_dir
+    from rnnlab.data.prepare import tokenized_dir
     from rnnlab.tracking.mlflow_utils import flatten, make_logger, run_tags
     from rnnlab.training.callbacks import History
-    from rnnlab.training.module import ClassifierModule
 
-    if cfg.task.name != "classify":
-        raise ConfigError(f"task={cfg.task.name!r} has no trainer yet; allowed: classify")
     out_dir = Path(out_dir)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     if cfg.trainer.num_threads:
         torch.set_num_threads(int(cfg.trainer.num_threads))
-
-    data = ClassificationDataModule(tokenized_dir(cfg), int(cfg.optim.batch_size), int(cfg.seed),
-                                    int(cfg.trainer.num_workers))
-    matrix = load_matrix(embeddings_dir(cfg))
-    module = ClassifierModule(
-        OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.optim),
-        vocab_size=matrix.shape[0], embedding_dim=matrix.shape[1],
-        num_classes=len(data.label_names), embeddings=matrix,
-    )
+    data, module, task_info, tokenizer_files = _build(cfg)
     params = sum(p.numel() for p in module.model.parameters())
     trainable = sum(p.numel() for p in module.model.parameters() if p.requires_grad)
 
@@ -108,16 +128,14 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) ->
         model_info = {
             "task": cfg.task.name,
             "model": OmegaConf.to_container(cfg.model),
-            "vocab_size": int(matrix.shape[0]),
-            "embedding_dim": int(matrix.shape[1]),
-            "label_names": data.label_names,
-            "max_length": int(cfg.tokenizer.max_length),
+            **task_info,
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
         with atomic_dir(out_dir) as tmp:
             torch.save(module.model.state_dict(), tmp / "model.pt")
             write_json(tmp / "model.json", model_info)
-            shutil.copy(Path(tokenized_dir(cfg)) / "tokenizer.json", tmp / "tokenizer.json")
+            for name in tokenizer_files:
+                shutil.copy(Path(tokenized_dir(cfg)) / name, tmp / name)
             write_json(tmp / "train_summary.json", summary)
             (tmp / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
             logger.experiment.log_artifact(logger.run_id, str(tmp / "config.yaml"))

@@ -1,0 +1,225 @@
+"""Sentence pairs for translation: loading (package | hub | local), cleaning, leakage-free splits.
+
+Splits are made over *unique source sentences* (compared after Unicode NFKC, case folding and
+whitespace collapsing, i.e. as the source tokenizer sees them): every pair of one English sentence
+lands in the same split, so no validation/test source was seen in training. When a source provides
+its own validation/test files, training pairs whose source occurs there are removed.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rnnlab.data.sources import SOURCES, _get, package_file, read_table
+from rnnlab.errors import ConfigError, DataError
+
+SPLITS = ("train", "validation", "test")
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass
+class Pairs:
+    sources: list[str]
+    targets: list[str]
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+
+@dataclass
+class RawPairs:
+    splits: dict[str, Pairs]
+    cleaning: dict[str, int] = field(default_factory=dict)
+
+
+def source_key(text: str) -> str:
+    """The identity of a source sentence for splitting and grouping references."""
+    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip().casefold()
+
+
+def clean_pairs(sources: list[Any], targets: list[Any], origin: str, split: str) -> tuple[Pairs, dict]:
+    """Collapse whitespace, drop pairs with an empty side, drop exact duplicate pairs."""
+    if len(sources) != len(targets):
+        raise DataError(f"{origin}: {len(sources)} source sentences but {len(targets)} targets")
+    seen: set[tuple[str, str]] = set()
+    out = Pairs([], [])
+    dropped_empty = dropped_duplicate = 0
+    for i, (src, tgt) in enumerate(zip(sources, targets)):
+        for side, value in (("source", src), ("target", tgt)):
+            if value is not None and not isinstance(value, str) and not pd.isna(value):
+                raise DataError(f"{origin}: split '{split}' row {i} has a {side} of type "
+                                f"{type(value).__name__} ({value!r}); both columns must hold text")
+        src = _SPACES.sub(" ", src).strip() if isinstance(src, str) else ""
+        tgt = _SPACES.sub(" ", tgt).strip() if isinstance(tgt, str) else ""
+        if not src or not tgt:
+            dropped_empty += 1
+            continue
+        if (src, tgt) in seen:
+            dropped_duplicate += 1
+            continue
+        seen.add((src, tgt))
+        out.sources.append(src)
+        out.targets.append(tgt)
+    if not out.sources:
+        raise DataError(f"{origin}: split '{split}' has no sentence pair with both sides non-empty; "
+                        "check the file and the source/target column settings")
+    return out, {"empty": dropped_empty, "duplicate": dropped_duplicate}
+
+
+def parse_anki_tsv(path) -> tuple[list[str], list[str]]:
+    """The Anki/Tatoeba file: `english<TAB>spanish<TAB>attribution` per line."""
+    sources, targets = [], []
+    try:
+        text = open(path, encoding="utf-8").read()
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not UTF-8 text ({err}); re-save it as UTF-8") from None
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < 2:
+            raise DataError(f"{path} line {number} has no tab-separated translation: {line[:80]!r}; "
+                            "expected `source<TAB>target[<TAB>attribution]`")
+        sources.append(fields[0])
+        targets.append(fields[1])
+    return sources, targets
+
+
+def _columns(cfg: Any) -> tuple[str, str]:
+    return str(_get(cfg, "source_column", "en")), str(_get(cfg, "target_column", "es"))
+
+
+def _frame_pairs(df: pd.DataFrame, cfg: Any, origin: str) -> tuple[list, list]:
+    src_col, tgt_col = _columns(cfg)
+    missing = [c for c in (src_col, tgt_col) if c not in df.columns]
+    if missing:
+        raise DataError(f"{origin}: column(s) {missing} not found; columns found: {list(map(str, df.columns))}. "
+                        "Set data.local/hub source_column and target_column.")
+    return df[src_col].tolist(), df[tgt_col].tolist()
+
+
+def load_pairs(data_cfg: Any) -> RawPairs:
+    """The splits the configured source provides ("train" always), cleaned."""
+    source = _get(data_cfg, "source")
+    if source not in SOURCES:
+        raise ConfigError(f"data.source={source!r} is not supported; allowed: {' | '.join(SOURCES)}")
+    raw: dict[str, tuple[list, list]] = {}
+    if source == "package":
+        pkg = _get(data_cfg, "package")
+        path = package_file(str(pkg.name), str(pkg.version), str(pkg.file))
+        raw["train"] = parse_anki_tsv(path)
+        origin = f"{pkg.name}=={pkg.version}:{pkg.file}"
+    elif source == "local":
+        local = _get(data_cfg, "local")
+        if not _get(local, "train"):
+            raise ConfigError("data.source=local needs data.local.train (a .csv/.tsv/.jsonl/.parquet file "
+                              "with source and target columns); it is empty")
+        for name in SPLITS:
+            if _get(local, name):
+                raw[name] = _frame_pairs(read_table(_get(local, name)), local, f"local {name} file")
+        origin = "local files"
+    else:
+        hub = _get(data_cfg, "hub")
+        if not _get(hub, "id"):
+            raise ConfigError("data.source=hub needs data.hub.id (a Hugging Face dataset id); it is empty")
+        import datasets
+
+        try:
+            dsd = datasets.load_dataset(str(hub.id), _get(hub, "config"))
+        except Exception as exc:
+            raise DataError(f"could not load hub dataset {hub.id!r}: {exc}. Check the id and your network, "
+                            "or use data.source=package or local.") from exc
+        aliases = {"train": "train", "validation": "validation", "valid": "validation", "dev": "validation",
+                   "test": "test"}
+        for name in dsd:
+            if aliases.get(str(name)) and aliases[str(name)] not in raw:
+                raw[aliases[str(name)]] = _frame_pairs(dsd[name].to_pandas(), hub, f"hub {hub.id} {name}")
+        if "train" not in raw:
+            raise DataError(f"hub dataset {hub.id!r} has no train split (found {list(dsd)})")
+        origin = f"hub {hub.id}"
+    splits, cleaning = {}, {"empty": 0, "duplicate": 0}
+    for name, (sources, targets) in raw.items():
+        splits[name], dropped = clean_pairs(sources, targets, origin, name)
+        for key in cleaning:
+            cleaning[key] += dropped[key]
+    return RawPairs(splits, cleaning)
+
+
+def _filter_length(pairs: Pairs, max_words: int | None) -> Pairs:
+    if max_words is None:
+        return pairs
+    keep = [i for i, s in enumerate(pairs.sources) if len(s.split()) <= max_words]
+    return Pairs([pairs.sources[i] for i in keep], [pairs.targets[i] for i in keep])
+
+
+def _take(pairs: Pairs, index) -> Pairs:
+    return Pairs([pairs.sources[i] for i in index], [pairs.targets[i] for i in index])
+
+
+def _keep_sources(pairs: Pairs, keys: set[str], inside: bool) -> Pairs:
+    return _take(pairs, [i for i, s in enumerate(pairs.sources) if (source_key(s) in keys) == inside])
+
+
+def _cap_sources(pairs: Pairs, limit: int | None, rng: np.random.Generator) -> Pairs:
+    """Keep every pair of at most `limit` randomly chosen unique sources."""
+    keys = sorted({source_key(s) for s in pairs.sources})
+    if limit is None or len(keys) <= limit:
+        return pairs
+    chosen = {keys[i] for i in rng.choice(len(keys), size=limit, replace=False)}
+    return _keep_sources(pairs, chosen, True)
+
+
+def make_pair_splits(raw: RawPairs, seed: int, val_fraction: float, test_fraction: float,
+                     max_source_words: int | None = None, max_train_pairs: int | None = None,
+                     max_eval_sources: int | None = None, max_examples_per_split: int | None = None
+                     ) -> tuple[dict[str, Pairs], dict]:
+    """train/validation/test with no shared source sentence; returns (splits, facts for stats.json)."""
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= float(value) < 1.0:
+            raise ConfigError(f"data.split.{name}={value!r} must be in [0, 1)")
+    if float(val_fraction) + float(test_fraction) >= 1.0:
+        raise ConfigError("data.split.val_fraction + test_fraction must be below 1 (training needs data)")
+    rng = np.random.default_rng(seed)
+    filtered = {name: _filter_length(p, max_source_words) for name, p in raw.splits.items()}
+    for name, p in filtered.items():
+        if not len(p):
+            raise DataError(f"split '{name}' is empty after keeping sources of at most {max_source_words} "
+                            "words; raise data.max_source_words or set it to null")
+    train = filtered["train"]
+    splits: dict[str, Pairs] = {}
+    keys = sorted({source_key(s) for s in train.sources})
+    order = rng.permutation(len(keys))
+    cut_test = round(len(keys) * float(test_fraction)) if "test" not in filtered else 0
+    cut_val = round(len(keys) * float(val_fraction)) if "validation" not in filtered else 0
+    carved = {"test": {keys[i] for i in order[:cut_test]},
+              "validation": {keys[i] for i in order[cut_test:cut_test + cut_val]}}
+    for name in ("validation", "test"):
+        splits[name] = filtered[name] if name in filtered else _keep_sources(train, carved[name], True)
+    held_out = {source_key(s) for name in ("validation", "test") for s in splits[name].sources}
+    train = _keep_sources(train, held_out, False)
+    removed_leaking = len(filtered["train"]) - len(train) - sum(
+        len(splits[n]) for n in ("validation", "test") if n not in filtered)
+    if max_train_pairs is not None and len(train) > max_train_pairs:
+        train = _take(train, sorted(rng.choice(len(train), size=max_train_pairs, replace=False)))
+    splits["train"] = train
+    for name in ("validation", "test"):
+        splits[name] = _cap_sources(splits[name], max_eval_sources, rng)
+    if max_examples_per_split is not None:
+        splits = {n: _take(p, range(min(len(p), int(max_examples_per_split)))) for n, p in splits.items()}
+    for name, p in splits.items():
+        if not len(p):
+            raise DataError(f"split '{name}' is empty; lower data.split fractions' rounding effects by "
+                            "using more data, or raise val_fraction/test_fraction")
+    train_keys = {source_key(s) for s in splits["train"].sources}
+    overlap = {n: len(train_keys & {source_key(s) for s in splits[n].sources}) for n in ("validation", "test")}
+    assert not any(overlap.values()), overlap  # the split's whole point
+    facts = {"pairs_after_length_filter": {n: len(p) for n, p in filtered.items()},
+             "train_pairs_removed_for_leakage": int(max(removed_leaking, 0)),
+             "source_overlap_with_train": overlap}
+    return {n: splits[n] for n in SPLITS}, facts

@@ -1,0 +1,75 @@
+"""LightningModule for translation: teacher-forced cross-entropy, validation BLEU by greedy decoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from rnnlab.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from rnnlab.models.decoding import greedy_decode
+from rnnlab.models.seq2seq import build_seq2seq
+from rnnlab.training.module import configure_optimizers
+
+
+def teacher_forcing_ratio(model_cfg: dict, epoch: int, max_epochs: int) -> float:
+    """Constant `teacher_forcing`, or a linear schedule to `teacher_forcing_final` at the last epoch."""
+    start, final = float(model_cfg["teacher_forcing"]), model_cfg.get("teacher_forcing_final")
+    if final is None or max_epochs <= 1:
+        return start
+    return start + (float(final) - start) * min(epoch, max_epochs - 1) / (max_epochs - 1)
+
+
+class Seq2SeqModule(pl.LightningModule):
+    def __init__(self, model_cfg: dict, optim_cfg: dict, src_vocab_size: int, tgt_vocab_size: int,
+                 embeddings: np.ndarray | None = None, target_tokenizer=None,
+                 val_keys: list[str] | None = None, val_references: dict[str, list[str]] | None = None):
+        super().__init__()
+        self.save_hyperparameters(ignore=["embeddings", "target_tokenizer", "val_keys", "val_references"])
+        self.model = build_seq2seq(model_cfg, src_vocab_size, tgt_vocab_size, embeddings)
+        self.loss = nn.CrossEntropyLoss(ignore_index=PAD_ID, label_smoothing=float(model_cfg["label_smoothing"]))
+        self.target_tokenizer = target_tokenizer
+        self.val_keys, self.val_references = val_keys, val_references
+        self._val_hypotheses: dict[str, str] = {}
+
+    def _loss(self, batch: dict, teacher_forcing: float) -> torch.Tensor:
+        logits = self.model(batch["ids"], batch["lengths"], batch["tgt_in"], teacher_forcing)  # (b, t, vocab)
+        return self.loss(logits.reshape(-1, logits.size(-1)), batch["tgt_out"].reshape(-1))
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        ratio = teacher_forcing_ratio(self.hparams.model_cfg, self.current_epoch, self.trainer.max_epochs)
+        loss = self._loss(batch, ratio)
+        size = batch["ids"].size(0)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=size)
+        self.log("teacher_forcing", ratio, on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        # The loss is teacher-forced (a perplexity); BLEU below decodes without the reference.
+        loss = self._loss(batch, 1.0)
+        self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=batch["ids"].size(0), sync_dist=True)
+        if self.target_tokenizer is None or self.val_keys is None:
+            return
+        from rnnlab.data.tokenizer import detokenize
+
+        decoding = self.hparams.model_cfg["decoding"]
+        decoded = greedy_decode(self.model, batch["ids"], batch["lengths"], BOS_ID, EOS_ID,
+                                int(decoding["max_length"]), float(decoding["max_len_a"]),
+                                int(decoding["max_len_b"]))
+        for index, tokens in zip(batch["index"].tolist(), decoded.tokens):
+            self._val_hypotheses.setdefault(self.val_keys[index], detokenize(self.target_tokenizer, tokens))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_hypotheses:
+            return
+        from rnnlab.training.bleu import corpus_scores
+
+        keys = sorted(self._val_hypotheses)
+        scores = corpus_scores([self._val_hypotheses[k] for k in keys], [self.val_references[k] for k in keys])
+        self._val_hypotheses = {}
+        self.log("val_bleu", scores["bleu"])
+        self.log("val_chrf", scores["chrf"])
+
+    def configure_optimizers(self):
+        return configure_optimizers(self.model, "src_embedding.", self.hparams.optim_cfg, self.trainer)
