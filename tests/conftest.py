@@ -32,6 +32,48 @@ def make_texts(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
+SUBJECTS = {"the cat": "el gato", "the dog": "el perro", "my friend": "mi amigo", "tom": "Tom",
+            "the girl": "la niña"}
+VERBS = {"eats": "come", "sees": "ve", "wants": "quiere", "has": "tiene"}
+OBJECTS = {"fish": "pescado", "bread": "pan", "the ball": "la pelota", "water": "agua", "a book": "un libro",
+           "rice": "arroz"}
+
+
+def make_pairs(seed: int = 0) -> list[tuple[str, str]]:
+    """Word-for-word English -> pseudo-Spanish pairs (every English sentence once, some twice with a
+    second translation ending in "!")."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for s_en, s_es in SUBJECTS.items():
+        for v_en, v_es in VERBS.items():
+            for o_en, o_es in OBJECTS.items():
+                english = f"{s_en} {v_en} {o_en}.".capitalize()
+                spanish = f"{s_es} {v_es} {o_es}."
+                pairs.append((english, spanish[0].upper() + spanish[1:]))
+                if rng.random() < 0.3:
+                    pairs.append((english, spanish[0].upper() + spanish[1:-1] + "!"))
+    return pairs
+
+
+def tiny_translation_overrides(folder: Path, vec_path: Path, words_path: Path) -> list[str]:
+    """A tiny local pairs file and the overrides that make `translate.*` train on it in seconds."""
+    pairs_csv = folder / "pairs.csv"
+    with pairs_csv.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["en", "es"])
+        writer.writerows(make_pairs())
+    return [
+        "translate.data.name=tinypairs", "translate.data.source=local", f"translate.data.local.train={pairs_csv}",
+        "translate.data.split.val_fraction=0.1", "translate.data.split.test_fraction=0.1",
+        "translate.embeddings.source=local", f"translate.embeddings.local.vectors={vec_path}",
+        f"translate.embeddings.local.words={words_path}",
+        "translate.model.hidden_size=32", "translate.model.tgt_embedding_dim=16", "translate.model.dropout=0.0",
+        "translate.model.decoding.beam=3", "translate.optim.batch_size=16", "translate.optim.lr=0.01",
+        "translate.optim.embedding_lr=0.01", "translate.trainer.max_epochs=12", "translate.trainer.patience=12",
+        "translate.trainer.progress_bar=false",
+    ]
+
+
 def write_tiny_glove(folder: Path, dim: int = 8) -> tuple[Path, Path]:
     words = ["the", "movie", "good", "bad", "great", "awful", ".", "!", "film", "Zebra"]
     vectors = np.random.default_rng(1).normal(0, 0.5, size=(len(words), dim)).astype(np.float32)
@@ -61,6 +103,7 @@ def tiny_project(tmp_path: Path) -> dict:
         "trainer.progress_bar=false",
         f"tracking.tracking_uri=sqlite:///{tmp_path}/mlruns.db",
         f"tracking.artifact_location={tmp_path}/mlartifacts",
+        *tiny_translation_overrides(tmp_path / "inputs", vec_path, words_path),
     ]
     return {"dir": tmp_path, "overrides": overrides, "train_csv": train_csv,
             "vectors": vec_path, "words": words_path}

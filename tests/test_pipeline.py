@@ -27,17 +27,24 @@ def _copy_project(dest):
         subprocess.run(args, cwd=dest, check=True, capture_output=True)
 
 
+def _env():
+    import os
+    import sys
+
+    return {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
+
+
 def _check(proc):
     assert proc.returncode == 0, f"{proc.args}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
     return proc
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_dvc_repro_on_tiny_data_then_nothing_to_do(tiny_project):
     work = tiny_project["dir"] / "project"
     _copy_project(work)
     _check(run_cmd(["python", "-m", "rnnlab.compose", "params.yaml", *tiny_project["overrides"], *GRID], work))
-    _check(run_cmd(["dvc", "repro"], work, timeout=500))
+    _check(run_cmd(["dvc", "repro"], work, timeout=850))
 
     stats = json.loads((work / "data/raw/tiny/stats.json").read_text())
     assert sum(stats["counts"].values()) == 240 and stats["label_names"] == ["neg", "pos"]
@@ -69,11 +76,56 @@ def test_dvc_repro_on_tiny_data_then_nothing_to_do(tiny_project):
         assert "test_acc" in run.data.metrics and "val_acc" in run.data.metrics
         assert len(client.get_metric_history(run.info.run_id, "val_acc")) >= 1
 
+    _check_translation_outputs(work, client)
+    _check_translate_cli(work)
+
     second = _check(run_cmd(["dvc", "repro"], work))
     assert "didn't change" in second.stdout or "up to date" in second.stdout
     assert "Running stage" not in second.stdout
     shown = _check(run_cmd(["dvc", "metrics", "show", "--json"], work))
-    assert "accuracy" in shown.stdout
+    assert "accuracy" in shown.stdout and "bleu_beam" in shown.stdout
+
+
+TRANSLATE_VARIANTS = ("lstm-none", "lstm-additive", "gru-none", "gru-additive")
+
+
+def _check_translation_outputs(work, client):
+    stats = json.loads((work / "data/raw/tinypairs/stats.json").read_text())
+    assert stats["source_overlap_with_train"] == {"validation": 0, "test": 0}
+    assert stats["unique_sources"]["test"] == 12 and stats["unique_sources"]["validation"] == 12
+    for variant in TRANSLATE_VARIANTS:
+        metrics = json.loads((work / f"metrics/translate/tinypairs/{variant}.json").read_text())
+        assert metrics["sources"] == 12 and metrics["beam"] == 3
+        for key in ("bleu_greedy", "bleu_beam", "chrf_greedy", "chrf_beam"):
+            assert 0.0 <= metrics[key] <= 100.0
+        samples = (work / f"plots/translate/tinypairs/{variant}/samples.jsonl").read_text().splitlines()
+        assert len(samples) == 12 and {"source", "references", "greedy", "beam"} <= set(json.loads(samples[0]))
+        heatmaps = list((work / f"plots/translate/tinypairs/{variant}").glob("attention_*.png"))
+        assert bool(heatmaps) == variant.endswith("additive")
+    # word-for-word pseudo-Spanish: attention learns it; the score is real sacreBLEU on held-out sentences
+    best = json.loads((work / "metrics/translate/tinypairs/gru-additive.json").read_text())
+    assert best["bleu_greedy"] >= 50, best
+    report = (work / "reports/translate/tinypairs.md").read_text()
+    assert all(f"| {v} |" in report for v in TRANSLATE_VARIANTS) and "Example translations" in report
+    runs = client.search_runs([client.get_experiment_by_name("rnnlab-translate-tinypairs").experiment_id])
+    assert sorted(r.data.tags["attention"] for r in runs) == ["additive", "additive", "none", "none"]
+    assert all("test_bleu_beam" in r.data.metrics and "val_bleu" in r.data.metrics for r in runs)
+
+
+def _check_translate_cli(work):
+    model = "models/translate/tinypairs/gru-additive"
+    cli = ["python", str(ROOT / "pipelines/translate.py")]
+    out = _check(run_cmd([*cli, "The cat eats fish.", "--model", model, "--heatmap", "h.png"], work))
+    assert out.stdout.strip() and (work / "h.png").stat().st_size > 1000
+    piped = subprocess.run([*cli, "--model", model, "--beam", "1"], cwd=work, input="The dog has bread.\nTom sees water.\n",
+                           capture_output=True, text=True, env=_env())
+    assert piped.returncode == 0 and len(piped.stdout.strip().splitlines()) == 2
+    for args, message in (([""], "empty input"), (["Привет"], "non-Latin"), (["zzzq qqq"], "vocabulary"),
+                          (["hi", "--model", "models/translate/tinypairs/nope"], "does not exist"),
+                          (["hi", "--model", "models/classify/tiny/lstm-last"], "task 'classify'")):
+        model_args = [] if "--model" in args else ["--model", model]
+        proc = run_cmd([*cli, *args, *model_args], work)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_stage_script_reports_bad_input_clearly_and_writes_nothing(tiny_project, tmp_path):

@@ -43,3 +43,57 @@ def test_case_and_punctuation_options():
 def test_unicode_normalisation_keeps_accents():
     tok = build_tokenizer(_cfg(), ["café ﬁne"])  # NFKC turns the ligature into 'fi'
     assert "café" in tok.get_vocab() and "fine" in tok.get_vocab()
+
+
+# --------------------------------------------------------------------------- sequence tokenizers (translation)
+
+import unicodedata  # noqa: E402
+
+import pytest  # noqa: E402
+
+from rnnlab.data.tokenizer import BOS_ID, EOS_ID, detokenize  # noqa: E402
+from rnnlab.errors import ConfigError  # noqa: E402
+
+SPANISH = ["¿Te gusta este jardín?", "¡Hola, amigo!", "Él no está aquí.", "¿Qué hora es?", "Tom comió pan."]
+
+
+def _seq_cfg(side="target", **kw):
+    cfg = compose().translate.tokenizer[side]
+    for key, value in kw.items():
+        OmegaConf.update(cfg, key, value)
+    return cfg
+
+
+@pytest.mark.parametrize("kind", ["word", "bpe"])
+def test_sequence_specials_take_ids_0_to_3(kind):
+    tok = build_tokenizer(_seq_cfg(kind=kind), SPANISH, sequence_specials=True)
+    assert [tok.token_to_id(t) for t in ("<pad>", "<unk>", "<bos>", "<eos>")] == [PAD_ID, UNK_ID, BOS_ID, EOS_ID]
+    assert (PAD_ID, UNK_ID, BOS_ID, EOS_ID) == (0, 1, 2, 3)
+    assert min(i for ids in encode(tok, SPANISH, 40) for i in ids) > EOS_ID
+    plain = build_tokenizer(_seq_cfg(kind=kind), SPANISH)
+    assert plain.token_to_id("<bos>") is None and plain.token_to_id("<eos>") is None
+
+
+def test_word_level_detokenize_round_trips_cased_spanish():
+    cfg = _seq_cfg(kind="word", lowercase=False, unicode_normalization="nfc")
+    tok = build_tokenizer(cfg, SPANISH, sequence_specials=True)
+    assert "Te" in tok.get_vocab() and "te" not in tok.get_vocab() and "¿" in tok.get_vocab()
+    for text in SPANISH:
+        ids = encode(tok, [text], 40)[0]
+        assert UNK_ID not in ids
+        assert detokenize(tok, [BOS_ID, *ids, EOS_ID, PAD_ID, PAD_ID]) == text
+    decomposed = unicodedata.normalize("NFD", "¿Te gusta este jardín?")
+    assert detokenize(tok, encode(tok, [decomposed], 40)[0]) == "¿Te gusta este jardín?"
+
+
+def test_bpe_detokenize_is_exact():
+    tok = build_tokenizer(_seq_cfg(kind="bpe"), SPANISH, sequence_specials=True)
+    for text in [*SPANISH, "¿Te gusta, amigo?", "¡Él comió este pan!"]:
+        ids = encode(tok, [text], 40)[0]
+        assert UNK_ID not in ids
+        assert detokenize(tok, [BOS_ID, *ids, EOS_ID, PAD_ID]) == text
+
+
+def test_unknown_tokenizer_kind_is_a_config_error():
+    with pytest.raises(ConfigError, match="tokenizer.kind='char' is not supported"):
+        build_tokenizer(_seq_cfg(kind="char"), SPANISH, sequence_specials=True)

@@ -52,7 +52,8 @@ def clean_pairs(sources: list[Any], targets: list[Any], origin: str, split: str)
     dropped_empty = dropped_duplicate = 0
     for i, (src, tgt) in enumerate(zip(sources, targets)):
         for side, value in (("source", src), ("target", tgt)):
-            if value is not None and not isinstance(value, str) and not pd.isna(value):
+            if value is not None and not isinstance(value, (str, float)) or (
+                    isinstance(value, float) and not np.isnan(value)):
                 raise DataError(f"{origin}: split '{split}' row {i} has a {side} of type "
                                 f"{type(value).__name__} ({value!r}); both columns must hold text")
         src = _SPACES.sub(" ", src).strip() if isinstance(src, str) else ""
@@ -193,7 +194,9 @@ def make_pair_splits(raw: RawPairs, seed: int, val_fraction: float, test_fractio
                             "words; raise data.max_source_words or set it to null")
     train = filtered["train"]
     splits: dict[str, Pairs] = {}
-    keys = sorted({source_key(s) for s in train.sources})
+    provided = {source_key(s) for name in ("validation", "test") if name in filtered
+                for s in filtered[name].sources}
+    keys = sorted({source_key(s) for s in train.sources} - provided)  # carve only unseen sources
     order = rng.permutation(len(keys))
     cut_test = round(len(keys) * float(test_fraction)) if "test" not in filtered else 0
     cut_val = round(len(keys) * float(val_fraction)) if "validation" not in filtered else 0
