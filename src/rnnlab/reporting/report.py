@@ -27,6 +27,13 @@ def collect(variants: list[str], metrics_dir: Path, models_dir: Path) -> list[di
     return rows
 
 
+def markdown_table(headers: list[str], rows: list[list[str]], numeric: bool = True) -> list[str]:
+    """Markdown table lines; with `numeric`, every column after the first is right-aligned."""
+    align = ["---"] + [("---:" if numeric else "---")] * (len(headers) - 1)
+    return ["| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|",
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
 def bar_chart(rows: list[dict], series: list[tuple[str, str]], title: str, ylabel: str, path: Path,
               top: float | None = None, fmt: str = "%.3f") -> None:
     """Grouped bars: one group per variant, one bar per (metric key, legend label) in `series`."""
@@ -72,15 +79,12 @@ def write_report(task: str, dataset: str, variants: list[str], metrics_dir: Path
         f"Best variant by test accuracy: **{best['variant']}** "
         f"(accuracy {best['accuracy']:.4f}, macro-F1 {best['macro_f1']:.4f}, n={best['n']}).",
         "",
-        "| variant | test accuracy | test macro-F1 | parameters (trainable) | s / epoch | epochs (best) |",
-        "|---|---:|---:|---:|---:|---:|",
+        *markdown_table(
+            ["variant", "test accuracy", "test macro-F1", "parameters (trainable)", "s / epoch", "epochs (best)"],
+            [[r["variant"], f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}",
+              f"{r['parameters']:,} ({r['trainable_parameters']:,})", f"{r['seconds_per_epoch']:.2f}",
+              f"{r['epochs']} ({r['best_epoch']})"] for r in rows]),
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['variant']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | "
-            f"{r['parameters']:,} ({r['trainable_parameters']:,}) | {r['seconds_per_epoch']:.2f} | "
-            f"{r['epochs']} ({r['best_epoch']}) |"
-        )
     if stats:
         counts = ", ".join(f"{k} {v:,}" for k, v in stats["counts"].items())
         lines += ["", f"Data: {counts} examples; labels: {', '.join(stats['label_names'])}."]
@@ -125,26 +129,23 @@ def write_translation_report(dataset: str, variants: list[str], metrics_dir: Pat
         "sacreBLEU corpus scores against every Spanish reference of a sentence; the last column uses only "
         "the first reference.",
         "",
-        f"| variant | BLEU greedy | BLEU beam {beam} | chrF greedy | chrF beam | BLEU beam, 1 ref | parameters | "
-        "s / epoch | epochs (best) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *markdown_table(
+            ["variant", "BLEU greedy", f"BLEU beam {beam}", "chrF greedy", "chrF beam", "BLEU beam, 1 ref",
+             "parameters", "s / epoch", "epochs (best)"],
+            [[r["variant"], *(f"{r[k]:.2f}" for k in ("bleu_greedy", "bleu_beam", "chrf_greedy", "chrf_beam",
+                                                      "bleu_first_reference_beam")),
+              f"{r['parameters']:,}", f"{r['seconds_per_epoch']:.1f}", f"{r['epochs']} ({r['best_epoch']})"]
+             for r in rows]),
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['variant']} | {r['bleu_greedy']:.2f} | {r['bleu_beam']:.2f} | {r['chrf_greedy']:.2f} | "
-            f"{r['chrf_beam']:.2f} | {r['bleu_first_reference_beam']:.2f} | {r['parameters']:,} | "
-            f"{r['seconds_per_epoch']:.1f} | {r['epochs']} ({r['best_epoch']}) |"
-        )
     if stats:
         counts = ", ".join(f"{k} {v:,}" for k, v in stats["counts"].items())
         lines += ["", f"Data: {counts} sentence pairs (no English sentence of validation/test occurs in train)."]
     lines += ["", f"![test BLEU]({png.name})", "", f"## Example translations (beam {beam}, first test sentences)", ""]
     samples = {v: _samples(Path(plots_dir), v, n_examples) for v in variants}
-    lines += ["| English | reference | " + " | ".join(variants) + " |",
-              "|---" * (len(variants) + 2) + "|"]
-    for i, first in enumerate(samples[variants[0]]):
-        outputs = " | ".join(_cell(samples[v][i]["beam"]) for v in variants)
-        lines.append(f"| {_cell(first['source'])} | {_cell(first['references'][0])} | {outputs} |")
+    lines += markdown_table(["English", "reference", *variants],
+                            [[_cell(first["source"]), _cell(first["references"][0]),
+                              *(_cell(samples[v][i]["beam"]) for v in variants)]
+                             for i, first in enumerate(samples[variants[0]])], numeric=False)
     lines += ["", "One seed per variant: compare across seeds before reading small differences.", ""]
     write_text(report_md, "\n".join(lines))
     return rows
