@@ -3,7 +3,7 @@
 import pytest
 from omegaconf import OmegaConf
 
-from rnnlab.config import CONF_DIR, PROJECT_ROOT, compose, load_params, validate
+from rnnlab.config import CONF_DIR, PROJECT_ROOT, compose, load_params, task_config, validate
 from rnnlab.errors import ConfigError
 
 
@@ -68,7 +68,51 @@ def test_load_params_applies_dotlist(tmp_path):
         load_params(tmp_path / "missing.yaml", [])
 
 
+# Options made for the translation task's subtree (conf/translate/); the others serve the root task.
+TRANSLATION_OPTIONS = {("data", "anki_spa_eng"), ("tokenizer", "seq2seq_word"), ("model", "seq2seq"),
+                       ("optim", "adamw_seq2seq")}
+
+
 def test_every_config_group_option_composes_and_validates():
     for group in ("data", "trainer", "tokenizer", "embeddings", "model", "optim", "task"):
         for option in sorted((CONF_DIR / group).glob("*.yaml")):
-            validate(compose([f"{group}={option.stem}"]))
+            if (group, option.stem) in TRANSLATION_OPTIONS:
+                cfg = compose([f"{group}@translate.{group}={option.stem}"])
+                validate(task_config(cfg, "translate"))
+            else:
+                validate(task_config(compose([f"{group}={option.stem}"])))
+    for option in sorted((CONF_DIR / "translate").glob("*.yaml")):
+        validate(task_config(compose([f"translate={option.stem}"]), "translate"))
+
+
+def test_task_config_replaces_groups_with_the_subtree(tmp_path):
+    cfg = compose()
+    translate = task_config(cfg, "translate")
+    assert translate.task.name == "translate" and translate.model.name == "seq2seq"
+    assert translate.data.name == "anki_spa_eng" and "translate" not in translate
+    assert translate.tracking.experiment_name == "rnnlab-translate-anki_spa_eng"
+    assert translate.tracking.tracking_uri == cfg.tracking.tracking_uri and translate.seed == cfg.seed
+    classify = task_config(cfg)
+    assert classify.model.name == "classifier" and "translate" not in classify
+    # the same selection under DVC: `task=translate` plus keys in the file's own layout
+    path = tmp_path / "params.yaml"
+    path.write_text(OmegaConf.to_yaml(cfg))
+    loaded = load_params(path, ["task=translate", "translate.model.cell=lstm", "translate.model.attention=none"])
+    assert loaded.task.name == "translate" and loaded.model.cell == "lstm" and loaded.model.attention == "none"
+    with pytest.raises(ConfigError, match="Allowed tasks"):
+        load_params(path, ["task=summarise"])
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["translate.model.attention=luong"], "none, additive, dot, general"),
+    (["translate.model.attention=dot"], "bidirectional"),
+    (["translate.model.attention=none", "translate.model.input_feeding=true"], "input_feeding"),
+    (["translate.model.teacher_forcing=1.5"], "teacher_forcing"),
+    (["translate.model.decoding.beam=0"], "decoding.beam"),
+    (["translate.tokenizer.target.kind=char"], "word, bpe"),
+    (["translate.grid.attention=[none,local]"], "grid.attention"),
+    (["translate.task.monitor=val_acc"], "val_bleu, val_loss"),
+])
+def test_translation_settings_are_validated(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(task_config(compose(overrides), "translate"))

@@ -85,3 +85,30 @@ def test_evaluate_rejects_a_folder_that_is_not_a_model(prepared):
     (work / "empty").mkdir()
     with pytest.raises(DataError, match="not a trained model folder"):
         evaluate(tokenized_dir(cfg), work / "empty", work / "m.json", work / "plots")
+
+
+def test_translation_with_bpe_input_feeding_and_teacher_forcing_schedule(tiny_project, monkeypatch):
+    """The step-by-step decoder path (input feeding, scheduled teacher forcing) and BPE tokenizers
+    through train() and the test evaluation."""
+    from rnnlab.config import task_config
+    from rnnlab.training.translation import evaluate_translation, load_translator
+
+    monkeypatch.chdir(tiny_project["dir"])
+    cfg = task_config(compose([*tiny_project["overrides"], "translate.tokenizer.source.kind=bpe",
+                               "translate.tokenizer.target.kind=bpe", "translate.model.attention=general",
+                               "translate.model.input_feeding=true", "translate.model.teacher_forcing_final=0.5",
+                               "translate.trainer.max_epochs=2"]), "translate")
+    validate(cfg)
+    download(cfg), tokenize(cfg), embed(cfg)
+    summary = train(cfg, tiny_project["dir"] / "mt", [])
+    assert [row["teacher_forcing"] for row in summary["history"]] == [1.0, 0.5]
+    assert {"val_bleu", "val_loss", "train_loss"} <= set(summary["history"][-1])
+    names = sorted(p.name for p in (tiny_project["dir"] / "mt").iterdir())
+    assert names == ["config.yaml", "model.json", "model.pt", "source_tokenizer.json", "target_tokenizer.json",
+                     "train_summary.json"]
+    translator = load_translator(tiny_project["dir"] / "mt")
+    assert translator.model.input_feeding and translator.model.attention_kind == "general"
+    metrics = evaluate_translation(tokenized_dir(cfg), tiny_project["dir"] / "mt", tiny_project["dir"] / "m.json",
+                                   tiny_project["dir"] / "plots")
+    assert metrics["sources"] == 12 and 0 <= metrics["bleu_beam"] <= 100
+    assert len(list((tiny_project["dir"] / "plots").glob("attention_*.png"))) >= 1

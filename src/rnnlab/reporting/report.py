@@ -95,12 +95,12 @@ def write_report(task: str, dataset: str, variants: list[str], metrics_dir: Path
     return rows
 
 
-def _samples(plots_dir: Path, variant: str, n: int) -> list[dict]:
+def _samples(plots_dir: Path, variant: str) -> list[dict]:
     path = plots_dir / variant / "samples.jsonl"
     if not path.is_file():
         raise DataError(f"report: {path} is missing; run the translate_evaluate stage first")
     with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line, _ in zip(handle, range(n))]
+        return [json.loads(line) for line in handle]
 
 
 def _cell(text: str) -> str:
@@ -109,7 +109,7 @@ def _cell(text: str) -> str:
 
 def write_translation_report(dataset: str, variants: list[str], metrics_dir: Path, models_dir: Path,
                              plots_dir: Path, report_md: Path, stats: dict | None = None,
-                             n_examples: int = 8) -> list[dict]:
+                             n_examples: int = 10, min_words: int = 4) -> list[dict]:
     """BLEU/chrF table (greedy and beam), parameters, time per epoch, and example translations."""
     rows = collect(variants, Path(metrics_dir), Path(models_dir))
     best = max(rows, key=lambda r: (r["bleu_beam"], r["chrf_beam"]))
@@ -140,12 +140,13 @@ def write_translation_report(dataset: str, variants: list[str], metrics_dir: Pat
     if stats:
         counts = ", ".join(f"{k} {v:,}" for k, v in stats["counts"].items())
         lines += ["", f"Data: {counts} sentence pairs (no English sentence of validation/test occurs in train)."]
-    lines += ["", f"![test BLEU]({png.name})", "", f"## Example translations (beam {beam}, first test sentences)", ""]
-    samples = {v: _samples(Path(plots_dir), v, n_examples) for v in variants}
+    lines += ["", f"![test BLEU]({png.name})", "",
+              f"## Example translations (beam {beam}; the first test sentences of {min_words}+ words)", ""]
+    samples = {v: _samples(Path(plots_dir), v) for v in variants}
+    picked = [i for i, s in enumerate(samples[variants[0]]) if len(s["source"].split()) >= min_words][:n_examples]
     lines += markdown_table(["English", "reference", *variants],
-                            [[_cell(first["source"]), _cell(first["references"][0]),
-                              *(_cell(samples[v][i]["beam"]) for v in variants)]
-                             for i, first in enumerate(samples[variants[0]])], numeric=False)
+                            [[_cell(samples[variants[0]][i]["source"]), _cell(samples[variants[0]][i]["references"][0]),
+                              *(_cell(samples[v][i]["beam"]) for v in variants)] for i in picked], numeric=False)
     lines += ["", "One seed per variant: compare across seeds before reading small differences.", ""]
     write_text(report_md, "\n".join(lines))
     return rows
