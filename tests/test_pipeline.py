@@ -157,7 +157,12 @@ def test_hydra_multirun_creates_one_run_and_folder_per_job(tiny_project):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{work}/mlruns.db")
-    runs = client.search_runs([client.get_experiment_by_name("rnnlab-classify-tiny").experiment_id])
+    every = client.search_runs([client.get_experiment_by_name("rnnlab-classify-tiny").experiment_id])
+    # the sweep is one parent run (FINISHED) whose children are the two jobs
+    parents = [r for r in every if r.data.tags.get("launcher") == "hydra-multirun"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    runs = [r for r in every if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(runs) == 2 and len(every) == 3
     assert sorted(r.data.tags["cell"] for r in runs) == ["gru", "lstm"]
     assert all(r.data.tags["launcher"] == "hydra" for r in runs)
     assert any("model.cell=gru" in r.data.tags["overrides"] for r in runs)

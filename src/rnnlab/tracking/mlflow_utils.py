@@ -64,7 +64,16 @@ def artifact_uri(cfg: DictConfig) -> str:
 
 
 def make_logger(cfg: DictConfig, run_name: str, tags: dict[str, str]):
+    """Lightning's MLFlowLogger; inside a Hydra multirun the run is a child of the sweep's parent run
+    (rnnlab.tracking.hydra_callbacks) when both are in the same experiment."""
     from pytorch_lightning.loggers import MLFlowLogger
+
+    from rnnlab.tracking.hydra_callbacks import EXPERIMENT_ENV, PARENT_ENV
+
+    parent = os.environ.get(PARENT_ENV)
+    if parent:
+        same_experiment = os.environ.get(EXPERIMENT_ENV) == cfg.tracking.experiment_name
+        tags = {**tags, ("mlflow.parentRunId" if same_experiment else "sweep_parent_run"): parent}
 
     return MLFlowLogger(
         experiment_name=cfg.tracking.experiment_name,
