@@ -78,12 +78,33 @@ def test_dvc_repro_on_tiny_data_then_nothing_to_do(tiny_project):
 
     _check_translation_outputs(work, client)
     _check_translate_cli(work)
+    for task, dataset, monitor in (("classify", "tiny", "val_acc"), ("translate", "tinypairs", "val_bleu")):
+        _check_champion(work, tiny_project["dir"], task, dataset, monitor)
 
     second = _check(run_cmd(["dvc", "repro"], work))
     assert "didn't change" in second.stdout or "up to date" in second.stdout
     assert "Running stage" not in second.stdout
     shown = _check(run_cmd(["dvc", "metrics", "show", "--json"], work))
     assert "accuracy" in shown.stdout and "bleu_beam" in shown.stdout
+
+
+def _check_champion(work, root, task, dataset, monitor):
+    """The report stage registered the best-validation variant's model under alias `champion`."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{root}/mlruns.db"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    summaries = {p.parent.name: json.loads(p.read_text())
+                 for p in (work / f"models/{task}/{dataset}").glob("*/train_summary.json")}
+    best = max(summaries.values(), key=lambda s: (s["best_" + monitor], s["variant"]))
+    version = client.get_model_version_by_alias(f"rnnlab-{task}-{dataset}", "champion")
+    assert version.run_id == best["mlflow"]["run_id"] and version.source == best["mlflow"]["model_uri"]
+    assert f"points at **{best['variant']}**" in (work / f"reports/{task}/{dataset}.md").read_text()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    assert mlflow.pytorch.load_model(f"models:/rnnlab-{task}-{dataset}@champion") is not None
+    assert not (work / "mlflow.db").exists()  # nothing went to MLflow's default store
 
 
 TRANSLATE_VARIANTS = ("lstm-none", "lstm-additive", "gru-none", "gru-additive")

@@ -41,6 +41,36 @@ def test_train_writes_a_complete_model_folder_and_evaluate_scores_it(prepared):
     assert set(details["per_class"]) == {"neg", "pos"}
 
 
+def test_the_mlflow_run_has_config_system_info_throughput_and_a_loadable_model(prepared):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    cfg, work = prepared
+    summary = train(cfg, work / "model", ["unit-test"])
+    assert all(row["train_tokens_per_second"] > 0 for row in summary["history"])
+    run_info = summary["mlflow"]
+    client = MlflowClient(tracking_uri=run_info["tracking_uri"])
+    run = client.get_run(run_info["run_id"])
+    params = run.data.params
+    assert params["model.cell"] == cfg.model.cell and params["optim.lr"] == str(cfg.optim.lr)
+    assert params["system.torch"] == torch.__version__
+    assert int(params["system.torch_threads"]) >= 1 and params["system.accelerator"] == "cpu"
+    assert run.data.metrics["train_tokens_per_second_mean"] == summary["train_tokens_per_second"] > 0
+    history = client.get_metric_history(run.info.run_id, "train_tokens_per_second")
+    assert len(history) == summary["epochs_run"]
+    assert run.info.status == "FINISHED"
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "checkpoint"} <= names
+    # the model logged with mlflow.pytorch loads back and gives the saved weights' outputs
+    mlflow.set_tracking_uri(run_info["tracking_uri"])
+    logged = mlflow.pytorch.load_model(run_info["model_uri"]).eval()
+    model, _ = load_model(work / "model")
+    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0]])
+    lengths = torch.tensor([4, 2])
+    with torch.no_grad():
+        assert torch.equal(logged(ids, lengths), model(ids, lengths))
+
+
 def test_cosine_schedule_and_word_dropout_train(prepared):
     cfg, work = prepared
     cfg.optim.scheduler = "cosine"

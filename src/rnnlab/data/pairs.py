@@ -226,3 +226,15 @@ def make_pair_splits(raw: RawPairs, seed: int, val_fraction: float, test_fractio
              "train_pairs_removed_for_leakage": int(max(removed_leaking, 0)),
              "source_overlap_with_train": overlap}
     return {n: splits[n] for n in SPLITS}, facts
+
+
+def group_references(sources: list[str], targets: list[str]) -> tuple[list[str], dict[str, int], dict[str, list[str]]]:
+    """(each row's source key, the first row of every key, every key's references in row order).
+    A sentence with several translations in a split is scored once, against all of them."""
+    keys = [source_key(src) for src in sources]
+    first: dict[str, int] = {}
+    references: dict[str, list[str]] = {}
+    for row, (key, target) in enumerate(zip(keys, targets)):
+        first.setdefault(key, row)
+        references.setdefault(key, []).append(target)
+    return keys, first, references

@@ -147,9 +147,22 @@ def _length_stats(lengths: np.ndarray, max_length: int) -> dict:
     }
 
 
+def _encode_split(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[int]], dict, int]:
+    """(ids truncated to max_length, length and <unk> statistics of the untruncated encoding, token count)."""
+    from rnnlab.data.tokenizer import UNK_ID, encode
+
+    full = encode(tokenizer, texts, 10**9)
+    lengths = np.array([len(ids) for ids in full])
+    ids = [seq[:max_length] for seq in full]
+    flat = np.concatenate([np.asarray(seq) for seq in ids])
+    stats = _length_stats(lengths, max_length)
+    stats["unk_rate"] = round(float((flat == UNK_ID).mean()), 4)
+    return ids, stats, int(lengths.sum())
+
+
 def tokenize(cfg: DictConfig, raw: Path | None = None, out: Path | None = None) -> dict:
     """Train the tokenizer on train texts; encode every split; save ids, tokenizer.json, stats."""
-    from rnnlab.data.tokenizer import UNK_ID, build_tokenizer, encode
+    from rnnlab.data.tokenizer import build_tokenizer
 
     if cfg.task.name == "translate":
         return tokenize_pairs(cfg, raw, out)
@@ -165,15 +178,8 @@ def tokenize(cfg: DictConfig, raw: Path | None = None, out: Path | None = None) 
                    "fingerprint": fingerprint(cfg, *STAGE_KEYS["tokenize"])}
     n_tokens = 0
     for split in SPLITS:
-        texts = dataset[split]["text"]
-        full = encode(tokenizer, texts, 10**9)
-        lengths = np.array([len(ids) for ids in full])
-        ids = [seq[:max_length] for seq in full]
-        n_tokens += int(lengths.sum())
-        flat = np.concatenate([np.asarray(s) for s in ids])
-        split_stats = _length_stats(lengths, max_length)
-        split_stats["unk_rate"] = round(float((flat == UNK_ID).mean()), 4)
-        stats["splits"][split] = split_stats
+        ids, stats["splits"][split], count = _encode_split(tokenizer, dataset[split]["text"], max_length)
+        n_tokens += count
         encoded[split] = dataset[split].add_column("input_ids", ids)
     stats["tokens_per_second"] = round(n_tokens / max(time.perf_counter() - start, 1e-9))
     stats["tokenizer"] = OmegaConf.to_container(cfg.tokenizer)
@@ -194,7 +200,7 @@ def tokenize_pairs(cfg: DictConfig, raw: Path | None = None, out: Path | None = 
     Target ids carry no <bos>/<eos>; the batches add them."""
     from datasets import DatasetDict
 
-    from rnnlab.data.tokenizer import UNK_ID, build_tokenizer, encode
+    from rnnlab.data.tokenizer import build_tokenizer
 
     raw = Path(raw or raw_dir(cfg))
     _quiet_datasets()
@@ -210,15 +216,9 @@ def tokenize_pairs(cfg: DictConfig, raw: Path | None = None, out: Path | None = 
         part = dataset[split]
         stats["splits"][split] = {}
         for side, tokenizer in tokenizers.items():
-            max_length = int(cfg.tokenizer[side].max_length)
-            full = encode(tokenizer, part[side], 10**9)
-            lengths = np.array([len(ids) for ids in full])
-            n_tokens += int(lengths.sum())
-            ids = [seq[:max_length] for seq in full]
-            flat = np.concatenate([np.asarray(seq) for seq in ids])
-            side_stats = _length_stats(lengths, max_length)
-            side_stats["unk_rate"] = round(float((flat == UNK_ID).mean()), 4)
-            stats["splits"][split][side] = side_stats
+            ids, stats["splits"][split][side], count = _encode_split(
+                tokenizer, part[side], int(cfg.tokenizer[side].max_length))
+            n_tokens += count
             part = part.add_column(f"{side}_ids", ids)
         encoded[split] = part
     stats["tokens_per_second"] = round(n_tokens / max(time.perf_counter() - start, 1e-9))

@@ -65,7 +65,7 @@ def bar_chart(rows: list[dict], series: list[tuple[str, str]], title: str, ylabe
 
 
 def write_report(task: str, dataset: str, variants: list[str], metrics_dir: Path, models_dir: Path,
-                 report_md: Path, stats: dict | None = None) -> list[dict]:
+                 report_md: Path, stats: dict | None = None, notes: list[str] | None = None) -> list[dict]:
     rows = collect(variants, Path(metrics_dir), Path(models_dir))
     best = max(rows, key=lambda r: (r["accuracy"], r["macro_f1"]))
     png = Path(report_md).with_suffix(".png")
@@ -88,9 +88,10 @@ def write_report(task: str, dataset: str, variants: list[str], metrics_dir: Path
     if stats:
         counts = ", ".join(f"{k} {v:,}" for k, v in stats["counts"].items())
         lines += ["", f"Data: {counts} examples; labels: {', '.join(stats['label_names'])}."]
-    lines += ["", f"![test scores]({png.name})", "",
+    lines += ["", f"![test scores]({png.name})", "", *(notes or []),
               "One seed per variant: differences of about one point are within the run-to-run noise "
-              "of a test set this size; compare across seeds before drawing conclusions.", ""]
+              "of a test set this size; compare across seeds (`experiment=` comparisons, see README) before "
+              "drawing conclusions.", ""]
     write_text(report_md, "\n".join(lines))
     return rows
 
@@ -109,7 +110,7 @@ def _cell(text: str) -> str:
 
 def write_translation_report(dataset: str, variants: list[str], metrics_dir: Path, models_dir: Path,
                              plots_dir: Path, report_md: Path, stats: dict | None = None,
-                             n_examples: int = 10, min_words: int = 4) -> list[dict]:
+                             n_examples: int = 10, min_words: int = 4, notes: list[str] | None = None) -> list[dict]:
     """BLEU/chrF table (greedy and beam), parameters, time per epoch, and example translations."""
     rows = collect(variants, Path(metrics_dir), Path(models_dir))
     best = max(rows, key=lambda r: (r["bleu_beam"], r["chrf_beam"]))
@@ -140,13 +141,14 @@ def write_translation_report(dataset: str, variants: list[str], metrics_dir: Pat
     if stats:
         counts = ", ".join(f"{k} {v:,}" for k, v in stats["counts"].items())
         lines += ["", f"Data: {counts} sentence pairs (no English sentence of validation/test occurs in train)."]
-    lines += ["", f"![test BLEU]({png.name})", "",
+    lines += ["", f"![test BLEU]({png.name})", "", *(notes or []),
               f"## Example translations (beam {beam}; the first test sentences of {min_words}+ words)", ""]
     samples = {v: _samples(Path(plots_dir), v) for v in variants}
     picked = [i for i, s in enumerate(samples[variants[0]]) if len(s["source"].split()) >= min_words][:n_examples]
     lines += markdown_table(["English", "reference", *variants],
                             [[_cell(samples[variants[0]][i]["source"]), _cell(samples[variants[0]][i]["references"][0]),
                               *(_cell(samples[v][i]["beam"]) for v in variants)] for i in picked], numeric=False)
-    lines += ["", "One seed per variant: compare across seeds before reading small differences.", ""]
+    lines += ["", "One seed per variant: compare across seeds (`experiment=` comparisons, see README) before "
+              "reading small differences.", ""]
     write_text(report_md, "\n".join(lines))
     return rows

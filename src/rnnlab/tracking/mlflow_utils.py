@@ -54,9 +54,75 @@ def run_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
     for key in ("pooling", "attention"):  # the grid's second axis, by task
         if OmegaConf.select(cfg, f"model.{key}") is not None:
             tags[key] = str(cfg.model[key])
+    comparison = OmegaConf.select(cfg, "comparison.name", default=None)
+    if comparison:  # launched by an `experiment=` comparison (conf/experiment/)
+        tags["comparison"] = str(comparison)
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
     return tags
+
+
+def system_info(accelerator: str = "cpu") -> dict[str, str]:
+    """Where a run ran: logged as `system.*` params so runs from different machines are told apart."""
+    import torch
+
+    if accelerator in ("auto", "gpu", "cuda"):  # what Lightning will pick
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    info = {
+        "system.torch": torch.__version__, "system.python": platform.python_version(),
+        "system.platform": platform.platform(), "system.cpu_count": str(os.cpu_count()),
+        "system.torch_threads": str(torch.get_num_threads()),
+        "system.accelerator": accelerator,
+        "system.cuda_available": str(torch.cuda.is_available()),
+    }
+    if torch.cuda.is_available():
+        info["system.device"] = torch.cuda.get_device_name(0)
+        info["system.cuda"] = str(torch.version.cuda)
+        info["system.cudnn"] = str(torch.backends.cudnn.version())
+        info["system.gpu_count"] = str(torch.cuda.device_count())
+    else:
+        info["system.device"] = platform.processor() or platform.machine()
+    return info
+
+
+def log_pytorch_model(tracking_uri: str, run_id: str, model, name: str = "model") -> str:
+    """Log `model` into the (finished) run with mlflow.pytorch; returns its model URI for the registry."""
+    import mlflow
+    import torch
+
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_id=run_id):
+        logged = mlflow.pytorch.log_model(
+            model.cpu().eval(), name=name, serialization_format="pickle",  # pt2 would need a traced example
+            # The requirements are known; MLflow's own inference would import-scan the environment.
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "rnnlab"])
+    return logged.model_uri
+
+
+def set_champion(tracking_uri: str, registered_name: str, model_uri: str, run_id: str,
+                 description: str, alias: str = "champion") -> str:
+    """Register `model_uri` under `registered_name` (re-using the version if that run's model is already
+    registered, so a re-run of the report stage adds no duplicate) and point `alias` at it. Returns the version."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    # The registry lives in the same store as the runs. MLflow resolves a `models:/` source through the
+    # process-wide URIs, whose default would be ./mlflow.db, so both are set, not only the client's.
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        client.get_registered_model(registered_name)
+    except MlflowException:
+        client.create_registered_model(registered_name, description="rnnlab: best variant of the "
+                                       "committed grid by validation score; alias 'champion'")
+    existing = [v for v in client.search_model_versions(f"name='{registered_name}'")
+                if v.run_id == run_id and v.source == model_uri]
+    version = existing[0] if existing else client.create_model_version(
+        registered_name, model_uri, run_id=run_id, description=description)
+    client.set_registered_model_alias(registered_name, alias, version.version)
+    return str(version.version)
 
 
 def artifact_uri(cfg: DictConfig) -> str:

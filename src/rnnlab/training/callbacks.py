@@ -17,15 +17,21 @@ class History(pl.Callback):
         self.rows: list[dict[str, float]] = []
         self.print_lines = print_lines
         self.tokens = 0
-        self._start = 0.0
+        self.train_seconds = 0.0
+        self._start = self._last_batch_end = 0.0
+        self._epoch_tokens = 0
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start = time.perf_counter()
+        self._start = self._last_batch_end = time.perf_counter()
+        self._epoch_tokens = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.tokens += int(batch["lengths"].sum())  # source tokens
+        tokens = int(batch["lengths"].sum())  # source tokens
         if "tgt_lengths" in batch:
-            self.tokens += int(batch["tgt_lengths"].sum())  # decoder steps (translation)
+            tokens += int(batch["tgt_lengths"].sum())  # decoder steps (translation)
+        self._epoch_tokens += tokens
+        self.tokens += tokens
+        self._last_batch_end = time.perf_counter()
 
     @property
     def seconds(self) -> list[float]:
@@ -37,10 +43,17 @@ class History(pl.Callback):
         row = {"epoch": trainer.current_epoch + 1}
         row.update({k: round(float(metrics[k]), 5) for k in self.KEYS if k in metrics})
         row["epoch_seconds"] = round(time.perf_counter() - self._start, 3)
+        # Throughput of the training batches only (validation excluded): tokens / wall second.
+        train_seconds = max(self._last_batch_end - self._start, 1e-9)
+        self.train_seconds += train_seconds
+        row["train_tokens_per_second"] = round(self._epoch_tokens / train_seconds, 1)
         if trainer.logger is not None:
-            trainer.logger.log_metrics({"epoch_seconds": row["epoch_seconds"]}, step=trainer.current_epoch)
+            trainer.logger.log_metrics({"epoch_seconds": row["epoch_seconds"],
+                                        "train_tokens_per_second": row["train_tokens_per_second"]},
+                                       step=trainer.current_epoch)
         self.rows.append(row)
         if self.print_lines and trainer.is_global_zero:
             shown = "  ".join(f"{k} {v:.4f}" if k != "epoch_seconds" else f"{v:.1f}s"
-                              for k, v in row.items() if k != "epoch")
+                              for k, v in row.items() if k not in ("epoch", "train_tokens_per_second"))
+            shown += f"  {row['train_tokens_per_second']:.0f} tok/s"
             print(f"epoch {row['epoch']}/{trainer.max_epochs}  {shown}", flush=True)

@@ -69,7 +69,7 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) ->
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
     from rnnlab.data.prepare import tokenized_dir
-    from rnnlab.tracking.mlflow_utils import flatten, make_logger, run_tags
+    from rnnlab.tracking.mlflow_utils import flatten, log_pytorch_model, make_logger, run_tags, system_info
     from rnnlab.training.callbacks import History
 
     out_dir = Path(out_dir)
@@ -82,7 +82,7 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) ->
 
     variant = variant_name(cfg)
     logger = make_logger(cfg, f"{cfg.data.name}/{variant}/seed{cfg.seed}", run_tags(cfg, overrides or []))
-    logger.log_hyperparams(flatten(cfg))
+    logger.log_hyperparams({**flatten(cfg), **system_info(str(cfg.trainer.accelerator))})
     logger.log_metrics({"parameters": params, "trainable_parameters": trainable}, step=0)
 
     monitor = cfg.task.monitor
@@ -118,13 +118,16 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) ->
             "epochs_run": len(history.rows),
             "fit_seconds": round(fit_seconds, 2),
             "seconds_per_epoch": round(sum(history.seconds) / max(len(history.seconds), 1), 3),
-            "train_tokens_per_second": round(history.tokens / max(sum(history.seconds), 1e-9)),
+            "train_tokens_per_second": round(history.tokens / max(history.train_seconds, 1e-9)),
             "parameters": params,
             "trainable_parameters": trainable,
             "history": history.rows,
             "mlflow": {"tracking_uri": cfg.tracking.tracking_uri,
                        "experiment_id": logger.experiment_id, "run_id": logger.run_id},
         }
+        if cfg.tracking.log_model:  # the model as an MLflow model (mlflow.pytorch), for the registry
+            summary["mlflow"]["model_uri"] = log_pytorch_model(cfg.tracking.tracking_uri, logger.run_id,
+                                                               module.model)
         model_info = {
             "task": cfg.task.name,
             "model": OmegaConf.to_container(cfg.model),
@@ -142,6 +145,8 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) ->
             if cfg.tracking.log_checkpoint:
                 logger.experiment.log_artifact(logger.run_id, checkpoint.best_model_path, "checkpoint")
         logger.experiment.log_metric(logger.run_id, "best_" + monitor, float(checkpoint.best_model_score))
+        logger.experiment.log_metric(logger.run_id, "train_tokens_per_second_mean",
+                                     summary["train_tokens_per_second"])
         return summary
     except BaseException:
         if logger.run_id is not None:  # the run must not look like a finished training

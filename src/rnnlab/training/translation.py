@@ -121,7 +121,7 @@ def heatmap_for(translator: Translator, source_ids: list[int], output_ids: list[
 def evaluate_translation(tokenized: Path, model_dir: Path, metrics_path: Path, plots_dir: Path,
                          log_to_mlflow: bool = True, n_heatmaps: int = 4) -> dict:
     """Test split: BLEU/chrF of greedy and beam decoding against all references of each unique source."""
-    from rnnlab.data.pairs import source_key
+    from rnnlab.data.pairs import group_references
     from rnnlab.data.prepare import load_tokenized_pairs
     from rnnlab.data.tokenizer import detokenize
     from rnnlab.tracking.mlflow_utils import log_to_run
@@ -134,14 +134,10 @@ def evaluate_translation(tokenized: Path, model_dir: Path, metrics_path: Path, p
         raise DataError(f"the target vocabulary of {tokenized} differs from the model's in {model_dir}: "
                         "the model was trained on other data; re-run the train stage")
     test = dataset["test"]
-    first: dict[str, int] = {}
-    references: dict[str, list[str]] = {}
-    for row, (src, tgt) in enumerate(zip(test["source"], test["target"])):
-        key = source_key(src)
-        first.setdefault(key, row)
-        references.setdefault(key, []).append(tgt)
+    _, first, references = group_references(test["source"], test["target"])
     keys = list(first)  # unique sources in file order
-    source_ids = [test[first[k]]["source_ids"] for k in keys]
+    all_source_ids, all_sources = test["source_ids"], test["source"]  # columns read once, not row by row
+    source_ids = [all_source_ids[first[k]] for k in keys]
     refs = [references[k] for k in keys]
     beam = int(translator.decoding["beam"])
     results, seconds = {}, {}
@@ -163,7 +159,7 @@ def evaluate_translation(tokenized: Path, model_dir: Path, metrics_path: Path, p
         write_json(tmp / "details.json", details)
         with (tmp / "samples.jsonl").open("w", encoding="utf-8") as handle:
             for i, key in enumerate(keys):
-                handle.write(json.dumps({"source": test[first[key]]["source"], "references": refs[i],
+                handle.write(json.dumps({"source": all_sources[first[key]], "references": refs[i],
                                          "greedy": results["greedy"][0][i], "beam": results["beam"][0][i]},
                                         ensure_ascii=False) + "\n")
         pictures = []
