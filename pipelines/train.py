@@ -4,6 +4,10 @@ Under DVC:   python pipelines/train.py --params params.yaml model.cell=gru model
              python pipelines/train.py --params params.yaml task=translate translate.model.cell=gru ...
 Interactive: python pipelines/train.py -m model.cell=lstm,gru model.pooling=last,attention data=trec
              python pipelines/train.py -m task=translate translate.model.attention=none,additive,dot,general
+             python pipelines/train.py -m experiment=lstm_vs_gru      (conf/experiment/: seeds + report)
+             python pipelines/train.py -m hparams_search=classify_optuna
+
+Returns the best validation score (the task's monitor), the objective of a Hydra sweeper such as Optuna.
 """
 
 import sys
@@ -27,7 +31,8 @@ def run(cfg):
         out_dir, overrides = Path(cfg.out_dir), sys.argv[1:]
     summary = train(cfg, out_dir, overrides)
     if not summary:  # not rank 0
-        return
+        return None
+    objective = float(summary["best_" + cfg.task.monitor])
     best = {k: v for k, v in summary.items() if k.startswith("best_")}
     print(f"train: {summary['variant']} -> {out_dir}  {best}  "
           f"{summary['seconds_per_epoch']:.2f}s/epoch  mlflow run {summary['mlflow']['run_id']}")
@@ -40,11 +45,12 @@ def run(cfg):
 
             m = evaluate_translation(*args)
             print(f"test: BLEU greedy {m['bleu_greedy']:.2f}, beam{m['beam']} {m['bleu_beam']:.2f}")
-            return
+            return objective
         from rnnlab.training.evaluate import evaluate
 
         metrics = evaluate(*args)
         print(f"test: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}")
+    return objective
 
 
 if __name__ == "__main__":
