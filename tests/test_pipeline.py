@@ -190,5 +190,6 @@ def test_hydra_multirun_creates_one_run_and_folder_per_job(tiny_project):
     assert all("test_acc" in r.data.metrics for r in runs)
 
     # Data made for another configuration is never reused silently.
-    proc = run_cmd(["python", str(ROOT / "pipelines/train.py"), "seed=7", *tiny_project["overrides"]], work)
-    assert proc.returncode == 2 and "different data/seed configuration" in proc.stderr
+    proc = run_cmd(["python", str(ROOT / "pipelines/train.py"), "data.split.seed=7", *tiny_project["overrides"]],
+                   work)
+    assert proc.returncode == 2 and "different data configuration" in proc.stderr

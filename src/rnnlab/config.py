@@ -156,6 +156,8 @@ def validate(cfg: DictConfig) -> None:
     _check_range(cfg, "optim.weight_decay", 0.0, 1.0)
     _check_range(cfg, "optim.batch_size", 1, 65536, int)
     _check_range(cfg, "trainer.max_epochs", 1, 10000, int)
+    _check_range(cfg, "seed", 0, 2**32 - 1, int)
+    _check_range(cfg, "data.split.seed", 0, 2**32 - 1, int)
     if cfg.task.name == "classify":
         _check_choice(cfg, "model.pooling", POOLINGS)
         _check_grid(cfg, "pooling", POOLINGS)

@@ -32,8 +32,10 @@ def fingerprint(cfg: DictConfig, *keys: str) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-STAGE_KEYS = {"download": ("data", "seed"), "tokenize": ("data", "seed", "tokenizer"),
-              "embed": ("data", "seed", "tokenizer", "embeddings")}
+# What each data stage's output depends on. The split is fixed by data.split.seed, not by the training
+# `seed`: a seed sweep trains on and is scored against the very same splits.
+STAGE_KEYS = {"download": ("data",), "tokenize": ("data", "tokenizer"),
+              "embed": ("data", "tokenizer", "embeddings")}
 
 
 def raw_dir(cfg: DictConfig) -> Path:
@@ -64,7 +66,7 @@ def download(cfg: DictConfig, out: Path | None = None) -> dict:
     provided = sorted(raw.splits)
     splits = make_splits(
         raw,
-        seed=int(cfg.seed),
+        seed=int(cfg.data.split.seed),
         val_fraction=float(cfg.data.split.val_fraction),
         test_fraction=float(cfg.data.split.test_fraction),
         max_examples_per_split=cfg.data.max_examples_per_split,
@@ -77,7 +79,7 @@ def download(cfg: DictConfig, out: Path | None = None) -> dict:
     stats = {
         "dataset": cfg.data.name,
         "source": cfg.data.source,
-        "seed": int(cfg.seed),
+        "split_seed": int(cfg.data.split.seed),
         "fingerprint": fingerprint(cfg, *STAGE_KEYS["download"]),
         "splits_provided_by_source": provided,
         "label_names": list(raw.label_names),
@@ -102,7 +104,7 @@ def download_pairs(cfg: DictConfig, out: Path | None = None) -> dict:
     start = time.perf_counter()
     raw = load_pairs(cfg.data)
     splits, facts = make_pair_splits(
-        raw, seed=int(cfg.seed), val_fraction=float(cfg.data.split.val_fraction),
+        raw, seed=int(cfg.data.split.seed), val_fraction=float(cfg.data.split.val_fraction),
         test_fraction=float(cfg.data.split.test_fraction), max_source_words=cfg.data.max_source_words,
         max_train_pairs=cfg.data.max_train_pairs, max_eval_sources=cfg.data.max_eval_sources,
         max_examples_per_split=cfg.data.max_examples_per_split,
@@ -112,7 +114,7 @@ def download_pairs(cfg: DictConfig, out: Path | None = None) -> dict:
     stats = {
         "dataset": cfg.data.name,
         "source": cfg.data.source,
-        "seed": int(cfg.seed),
+        "split_seed": int(cfg.data.split.seed),
         "fingerprint": fingerprint(cfg, *STAGE_KEYS["download"]),
         "splits_provided_by_source": sorted(raw.splits),
         "pairs_read": {n: len(p) for n, p in raw.splits.items()},
@@ -300,11 +302,21 @@ def load_matrix(path: Path) -> np.ndarray:
 def ensure_prepared(cfg: DictConfig) -> None:
     """For interactive (Hydra) runs: run the data stages whose output is missing; refuse to train
     on an output that was made from another configuration (no silent reuse of stale data)."""
-    from rnnlab.errors import ConfigError
+    import fcntl
 
     stages = [("download", raw_dir(cfg), "stats.json", download),
               ("tokenize", tokenized_dir(cfg), "stats.json", tokenize),
               ("embed", embeddings_dir(cfg), "coverage.json", embed)]
+    lock_path = Path(cfg.paths.raw).parent / ".prepare.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:  # parallel sweep jobs (joblib launcher): one prepares, the others wait
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _prepare_missing(cfg, stages)
+
+
+def _prepare_missing(cfg: DictConfig, stages: list) -> None:
+    from rnnlab.errors import ConfigError
+
     for name, folder, marker, stage in stages:
         expected = fingerprint(cfg, *STAGE_KEYS[name])
         if not (folder / marker).is_file():
