@@ -193,3 +193,72 @@ def test_hydra_multirun_creates_one_run_and_folder_per_job(tiny_project):
     proc = run_cmd(["python", str(ROOT / "pipelines/train.py"), "data.split.seed=7", *tiny_project["overrides"]],
                    work)
     assert proc.returncode == 2 and "different data configuration" in proc.stderr
+
+
+def _sweep_runs(work, experiment="rnnlab-classify-tiny"):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{work}/mlruns.db")
+    every = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    parents = [r for r in every if r.data.tags.get("launcher") == "hydra-multirun"]
+    assert len(parents) == 1, [r.data.tags for r in every]
+    children = [r for r in every if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    return client, parents[0], children
+
+
+@pytest.mark.timeout(400)
+def test_experiment_sweep_on_two_joblib_workers_loses_no_run_and_writes_the_comparison(tiny_project):
+    work = tiny_project["dir"]
+    proc = _check(run_cmd(["python", str(ROOT / "pipelines/train.py"), "-m", "experiment=lstm_vs_gru",
+                           "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1,2",
+                           *tiny_project["overrides"]], work, timeout=380))
+    assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
+    client, parent, children = _sweep_runs(work)
+    # 2 cells x 2 seeds = 4 jobs -> 4 child runs, each with its test score, tagged with the comparison
+    assert len(children) == 4 and parent.info.status == "FINISHED", proc.stderr[-3000:]
+    assert sorted((r.data.params["model.cell"], r.data.params["seed"]) for r in children) == [
+        ("gru", "1"), ("gru", "2"), ("lstm", "1"), ("lstm", "2")]
+    assert all(r.info.status == "FINISHED" and "test_acc" in r.data.metrics for r in children)
+    assert all(r.data.tags["comparison"] == "lstm_vs_gru" for r in children)
+    report = work / "reports/compare/lstm_vs_gru-tiny.md"
+    text = report.read_text()
+    assert "| lstm | 2 |" in text and "| gru | 2 |" in text and "gru - lstm" in text
+    assert report.with_suffix(".png").stat().st_size > 10_000
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "comparison")}
+    assert logged == {"comparison/lstm_vs_gru-tiny.md", "comparison/lstm_vs_gru-tiny.png"}
+    # the same report, rebuilt from MLflow alone by the CLI
+    again = _check(run_cmd(["python", str(ROOT / "pipelines/compare.py"), "--comparison", "lstm_vs_gru",
+                            "--dataset", "tiny", "--tracking-uri", f"sqlite:///{work}/mlruns.db",
+                            "--out", str(work / "again.md")], work))
+    assert "gru - lstm" in again.stdout
+    tables = lambda md: md.split("## Main group")[1].split("![")[0]  # noqa: E731 (figure names differ)
+    assert tables((work / "again.md").read_text()) == tables(text)
+
+
+@pytest.mark.timeout(400)
+def test_optuna_search_trials_are_child_runs_and_the_best_trial_is_reported(tiny_project):
+    work = tiny_project["dir"]
+    overrides = [o for o in tiny_project["overrides"] if not o.startswith("optim.lr=")]
+    _check(run_cmd(["python", str(ROOT / "pipelines/train.py"), "-m", "hparams_search=classify_optuna",
+                    "hydra.sweeper.n_trials=3", *overrides], work, timeout=380))
+    client, parent, children = _sweep_runs(work)
+    assert len(children) == 3 and parent.info.status == "FINISHED"
+    lrs = {r.data.params["optim.lr"] for r in children}
+    assert len(lrs) == 3 and all(0.0003 <= float(lr) <= 0.01 for lr in lrs)  # the search space, sampled
+    # the reported best trial is a child run with the highest validation accuracy (ties are possible)
+    best_lr = float(parent.data.params["best.optim.lr"])
+    best = [r for r in children if float(r.data.params["optim.lr"]) == pytest.approx(best_lr)]
+    assert len(best) == 1
+    assert parent.data.metrics["best_value"] == best[0].data.metrics["best_val_acc"] == max(
+        r.data.metrics["best_val_acc"] for r in children)
+    assert parent.data.params["best.model.num_layers"] == best[0].data.params["model.num_layers"]
+
+
+@pytest.mark.timeout(300)
+def test_a_failing_sweep_job_marks_the_parent_failed(tiny_project):
+    work = tiny_project["dir"]
+    proc = run_cmd(["python", str(ROOT / "pipelines/train.py"), "-m", "model.cell=lstm,gru", "model.dropout=1.5",
+                    *tiny_project["overrides"]], work)
+    assert proc.returncode != 0 and "model.dropout=1.5 is out of range" in proc.stderr
+    _, parent, children = _sweep_runs(work)
+    assert parent.info.status == "FAILED" and children == []

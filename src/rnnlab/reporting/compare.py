@@ -84,8 +84,11 @@ def load_runs(tracking_uri: str, experiment_name: str, factor: str, metric: str 
 
 
 def setting_key(params: dict[str, str], factor: str) -> tuple:
+    """The settings a run must share with another to be compared. Keys with a `/` are Lightning's copies of
+    the module's hyperparameters (`model_cfg/cell`), which repeat the config's own `model.*` keys."""
     return tuple(sorted((k, v) for k, v in params.items()
-                        if k != factor and k not in IGNORED_KEYS and not k.startswith(IGNORED_PREFIXES)))
+                        if k != factor and k not in IGNORED_KEYS and "/" not in k
+                        and not k.startswith(IGNORED_PREFIXES)))
 
 
 @dataclass
@@ -326,6 +329,6 @@ def write_comparison(tracking_uri: str, experiment_name: str, factor: str, out_m
         lines += ["", f"![{factor}]({png.name})", ""]
     fewest = min(p["n"] for a in analyses for p in a["pairs"])
     lines += [f"With {fewest} paired seed(s) the interval is wide: a difference smaller than its half-width cannot be "
-              "told from seed noise. More seeds narrow it (e.g. `hydra.sweeper.params.seed=42,43,44,45,46`).", ""]
+              "told from seed noise. More seeds narrow it (add e.g. `seed=42,43,44,45,46` to the sweep's command line).", ""]
     write_text(out_md, "\n".join(lines))
     return {"groups": analyses, "metric": metric, "report": str(out_md)}

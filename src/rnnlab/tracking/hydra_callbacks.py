@@ -5,7 +5,8 @@ configuration; its id goes to the environment (`RNNLAB_MLFLOW_PARENT_RUN_ID`), w
 `rnnlab.tracking.mlflow_utils.make_logger` finds it and tags each job's run with
 `mlflow.parentRunId`, which is what the MLflow UI nests by. The environment variable reaches jobs
 run in other processes too (the joblib launcher's workers start after it is set). The parent ends
-FINISHED when every job succeeded, FAILED otherwise. At the end of the sweep:
+FINISHED when every child run finished, FAILED otherwise (also when a job's exception ends the sweep
+early, which skips Hydra's on_multirun_end: an exit handler marks the parent then). At the end of the sweep:
 - an `experiment=` comparison (config key `comparison`) rebuilds its report from MLflow
   (rnnlab.reporting.compare) into reports/compare/ and logs it to the parent run;
 - an Optuna search (`hparams_search=`) logs its best trial's parameters and value to the parent run.
@@ -13,6 +14,7 @@ FINISHED when every job succeeded, FAILED otherwise. At the end of the sweep:
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from pathlib import Path
@@ -29,7 +31,6 @@ class MlflowSweepParent(Callback):
     def __init__(self) -> None:
         self.client = None
         self.run_id: str | None = None
-        self.failed = 0
         self.cfg: DictConfig | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -51,22 +52,21 @@ class MlflowSweepParent(Callback):
         run = self.client.create_run(experiment_id, run_name=f"sweep {os.path.basename(sweep_dir)}", tags={
             "task": cfg.task.name, "dataset": cfg.data.name, "launcher": "hydra-multirun",
             "sweep_dir": sweep_dir, "overrides": overrides, "git_commit": git_commit()})
-        self.run_id = run.info.run_id
+        self.run_id, self.experiment_id, self.ended = run.info.run_id, experiment_id, False
         os.environ[PARENT_ENV], os.environ[EXPERIMENT_ENV] = self.run_id, name
+        # Hydra skips on_multirun_end when a job raises: the parent must not stay RUNNING then.
+        atexit.register(self._abandoned)
         print(f"[rnnlab] sweep: MLflow parent run {self.run_id} in experiment {name}")
-
-    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        from hydra.core.utils import JobStatus
-
-        if getattr(job_return, "status", None) == JobStatus.FAILED:
-            self.failed += 1
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         os.environ.pop(PARENT_ENV, None)
         os.environ.pop(EXPERIMENT_ENV, None)
         if self.client is None or self.run_id is None:
             return
-        status = "FAILED" if self.failed else "FINISHED"
+        self.ended = True
+        # Jobs may have run in other processes (joblib launcher): their runs' statuses tell.
+        children = self.client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{self.run_id}'")
+        status = "FAILED" if any(r.info.status != "FINISHED" for r in children) else "FINISHED"
         try:
             self._log_optuna_best(str(config.hydra.sweep.dir))
             if OmegaConf.select(self.cfg, "comparison.name", default=None):
@@ -76,6 +76,11 @@ class MlflowSweepParent(Callback):
             status = "FAILED"
         finally:
             self.client.set_terminated(self.run_id, status)
+
+    def _abandoned(self) -> None:
+        if self.client is not None and self.run_id is not None and not self.ended:
+            self.client.set_terminated(self.run_id, "FAILED")
+            print(f"[rnnlab] sweep: a job failed; MLflow parent run {self.run_id} marked FAILED", file=sys.stderr)
 
     def _log_optuna_best(self, sweep_dir: str) -> None:
         results = Path(sweep_dir) / "optimization_results.yaml"
