@@ -116,3 +116,19 @@ def test_task_config_replaces_groups_with_the_subtree(tmp_path):
 def test_translation_settings_are_validated(overrides, message):
     with pytest.raises(ConfigError, match=message):
         validate(task_config(compose(overrides), "translate"))
+
+
+def test_queued_dvc_experiments_track_into_the_real_repository(tmp_path, monkeypatch):
+    """In a queued `dvc exp run` the stage runs in a temporary copy; DVC_ROOT names the real repository,
+    where a relative SQLite tracking URI and artifact folder must point (not into the copy)."""
+    params = tmp_path / "params.yaml"
+    OmegaConf.save(compose([]), params)
+    copy = tmp_path / "exps" / "tmp123"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    cfg = load_params(params, [])
+    assert cfg.tracking.tracking_uri == f"sqlite:///{tmp_path.resolve()}/mlruns.db"
+    assert cfg.tracking.artifact_location == str(tmp_path.resolve() / "mlartifacts")
+    monkeypatch.chdir(tmp_path)  # a plain `dvc repro` / workspace experiment: unchanged
+    assert load_params(params, []).tracking.tracking_uri == "sqlite:///mlruns.db"

@@ -43,6 +43,12 @@ def _check(proc):
 def test_dvc_repro_on_tiny_data_then_nothing_to_do(tiny_project):
     work = tiny_project["dir"] / "project"
     _copy_project(work)
+    # The tiny set-up goes into the copy's conf/config.yaml, so that DVC's own Hydra composition
+    # (`dvc exp run -S ...`) composes the same params.yaml as `rnnlab.compose` does.
+    conf = OmegaConf.load(work / "conf/config.yaml")
+    OmegaConf.save(OmegaConf.merge(conf, OmegaConf.from_dotlist([*tiny_project["overrides"], *GRID])),
+                   work / "conf/config.yaml")
+    # (rnnlab.compose reads the installed project's conf/, so it is given the overrides itself)
     _check(run_cmd(["python", "-m", "rnnlab.compose", "params.yaml", *tiny_project["overrides"], *GRID], work))
     _check(run_cmd(["dvc", "repro"], work, timeout=850))
 
@@ -86,6 +92,17 @@ def test_dvc_repro_on_tiny_data_then_nothing_to_do(tiny_project):
     assert "Running stage" not in second.stdout
     shown = _check(run_cmd(["dvc", "metrics", "show", "--json"], work))
     assert "accuracy" in shown.stdout and "bleu_beam" in shown.stdout
+
+    # A DVC experiment: only the classification stages re-run; its MLflow runs carry the experiment's name.
+    exp = _check(run_cmd(["dvc", "exp", "run", "-n", "tiny-h8", "-S", "model.hidden_size=8"], work, timeout=400))
+    assert "Running stage 'train@lstm-last'" in exp.stdout and "translate_train" not in exp.stdout
+    table = json.loads(_check(run_cmd(["dvc", "exp", "show", "--json"], work)).stdout)
+    names = [e.get("name") for base in table for e in (base.get("experiments") or [])
+             for e in [*(e.get("revs") or [])]]
+    assert "tiny-h8" in names, names
+    runs = client.search_runs([client.get_experiment_by_name("rnnlab-classify-tiny").experiment_id],
+                              "tags.dvc_experiment = 'tiny-h8'")
+    assert sorted(r.data.params["model.hidden_size"] for r in runs) == ["8"] * 4
 
 
 def _check_champion(work, root, task, dataset, monitor):
@@ -211,7 +228,7 @@ def test_experiment_sweep_on_two_joblib_workers_loses_no_run_and_writes_the_comp
     work = tiny_project["dir"]
     proc = _check(run_cmd(["python", str(ROOT / "pipelines/train.py"), "-m", "experiment=lstm_vs_gru",
                            "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1,2",
-                           *tiny_project["overrides"]], work, timeout=380))
+                           *tiny_project["overrides"], "trainer.max_epochs=3"], work, timeout=380))
     assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
     client, parent, children = _sweep_runs(work)
     # 2 cells x 2 seeds = 4 jobs -> 4 child runs, each with its test score, tagged with the comparison
@@ -240,7 +257,7 @@ def test_optuna_search_trials_are_child_runs_and_the_best_trial_is_reported(tiny
     work = tiny_project["dir"]
     overrides = [o for o in tiny_project["overrides"] if not o.startswith("optim.lr=")]
     _check(run_cmd(["python", str(ROOT / "pipelines/train.py"), "-m", "hparams_search=classify_optuna",
-                    "hydra.sweeper.n_trials=3", *overrides], work, timeout=380))
+                    "hydra.sweeper.n_trials=3", *overrides, "trainer.max_epochs=2"], work, timeout=380))
     client, parent, children = _sweep_runs(work)
     assert len(children) == 3 and parent.info.status == "FINISHED"
     lrs = {r.data.params["optim.lr"] for r in children}

@@ -8,6 +8,7 @@ overrides (the matrix item) are applied on top as a dotlist.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -97,7 +98,24 @@ def load_params(path: str | Path, dotlist: list[str]) -> DictConfig:
         if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
             raise ConfigError(f"override {item!r}: key {key!r} does not exist in {path}")
         OmegaConf.update(cfg, key, OmegaConf.from_dotlist([f"v={value}"]).v, merge=True)
-    return task_config(cfg, task)
+    return _shared_tracking(task_config(cfg, task))
+
+
+def _shared_tracking(cfg: DictConfig) -> DictConfig:
+    """Queued `dvc exp run`s execute in a temporary copy of the repository (.dvc/tmp/exps/...); a
+    relative SQLite tracking URI or artifact folder would then land in that copy and vanish with it.
+    DVC names the real repository in DVC_ROOT: relative tracking paths are anchored there."""
+    root = os.environ.get("DVC_ROOT")
+    if not root or Path(root).resolve() == Path.cwd().resolve() or "tracking" not in cfg:
+        return cfg
+    uri = str(cfg.tracking.tracking_uri)
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        cfg.tracking.tracking_uri = prefix + str(Path(root).resolve() / uri[len(prefix):])
+    location = str(cfg.tracking.artifact_location)
+    if "://" not in location and not Path(location).is_absolute():
+        cfg.tracking.artifact_location = str(Path(root).resolve() / location)
+    return cfg
 
 
 def _check_choice(cfg: DictConfig, key: str, allowed: tuple[str, ...] | dict) -> None:

@@ -99,9 +99,11 @@ def _wait_for(driver, texts: list[str], timeout: float) -> str:
 
 
 def runs_page(base_url: str, experiment_id: str, expand: list[str], expect: list[str],
-              screenshot: Path | None = None, timeout: float = 60.0, size: tuple[int, int] = (1500, 900)) -> str:
-    """Open the experiment's runs table, click the expander of each parent run named in `expand`, wait until
-    every text in `expect` is on the page; optionally save a screenshot. Returns the page's visible text."""
+              screenshot: Path | None = None, timeout: float = 60.0, size: tuple[int, int] = (1500, 900),
+              charts: bool = False) -> str:
+    """Open the experiment's runs table (`charts`: its chart view, one chart per metric over the visible
+    runs), close the assistant side panel, click the expander of each parent run named in `expand`, wait
+    until every text in `expect` is on the page; optionally save a screenshot. Returns the visible text."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -116,8 +118,10 @@ def runs_page(base_url: str, experiment_id: str, expand: list[str], expect: list
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
-        driver.get(f"{base_url}/#/experiments/{experiment_id}/runs")
+        driver.get(f"{base_url}/#/experiments/{experiment_id}/runs" + ("?compareRunsMode=CHART" if charts else ""))
         _wait_for(driver, expand or expect, timeout)
+        for button in driver.find_elements(By.XPATH, "//button[@aria-label='Close']"):
+            button.click()  # the "MLflow Assistant" panel: room for the runs
         for name in expand:
             # the expander sits in the same run-name cell as the parent's link
             link = driver.find_element(By.XPATH, f"//a[normalize-space()='{name}']")
@@ -125,6 +129,7 @@ def runs_page(base_url: str, experiment_id: str, expand: list[str], expect: list
             cell.find_element(By.CSS_SELECTOR, 'button[data-component-id*="runnamecellrenderer"]').click()
         body = _wait_for(driver, expect, timeout)
         if screenshot:
+            time.sleep(3 if charts else 1)  # let charts finish drawing
             Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
             driver.save_screenshot(str(screenshot))
         return body
@@ -140,6 +145,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--expand", action="append", default=[], help="parent run name to expand (repeatable)")
     parser.add_argument("--expect", action="append", default=[], help="text that must appear (repeatable)")
     parser.add_argument("--screenshot", type=Path)
+    parser.add_argument("--charts", action="store_true", help="the chart view (one chart per metric)")
+    parser.add_argument("--size", default="1500x900", help="window size WIDTHxHEIGHT")
     args = parser.parse_args(argv)
     from mlflow.tracking import MlflowClient
 
@@ -148,7 +155,9 @@ def main(argv: list[str]) -> int:
         if experiment is None:
             raise RnnlabError(f"no MLflow experiment named {args.experiment_name!r} at {args.tracking_uri}")
         with mlflow_server(args.tracking_uri) as url:
-            runs_page(url, experiment.experiment_id, args.expand, args.expect or args.expand, args.screenshot)
+            width, height = (int(x) for x in args.size.lower().split("x"))
+            runs_page(url, experiment.experiment_id, args.expand, args.expect or args.expand, args.screenshot,
+                      size=(width, height), charts=args.charts)
     except RnnlabError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
