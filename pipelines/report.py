@@ -1,6 +1,7 @@
 """DVC stage `report` / `translate_report`: reports/<task>/<dataset>.md (+ .png) comparing the grid,
 and the MLflow registry alias `champion` on the variant with the best validation score."""
 
+import os
 from pathlib import Path
 
 from rnnlab.config import MONITORS, cli, grid_variants
@@ -27,7 +28,10 @@ def run(cfg):
     variants, monitor = grid_variants(cfg), cfg.task.monitor
     champion, summary = pick_champion(monitor, folders["models"], variants)
     registered = cfg.tracking.registered_model
-    notes = [f"MLflow registry: alias `champion` of model `{registered}` points at **{champion}**, the variant "
+    # Inside `dvc exp run` the best variant is a candidate, not the champion of the committed pipeline:
+    # it gets the alias exp-<experiment name>; `champion` stays where the main pipeline put it.
+    alias = f"exp-{os.environ['DVC_EXP_NAME']}" if os.environ.get("DVC_EXP_NAME") else "champion"
+    notes = [f"MLflow registry: alias `{alias}` of model `{registered}` points at **{champion}**, the variant "
              f"with the best validation score ({monitor} {summary['best_' + monitor]:.4f}); the test scores "
              "above played no part in that choice.", ""]
     if task == "translate":
@@ -46,8 +50,8 @@ def run(cfg):
         print(f"report: WARNING: {champion} was trained with tracking.log_model=false; no registry alias set")
         return
     version = set_champion(run_info["tracking_uri"], registered, run_info["model_uri"], run_info["run_id"],
-                           f"{dataset} {champion} ({monitor} {summary['best_' + monitor]:.4f})")
-    print(f"report: MLflow model {registered} version {version} -> alias champion ({champion})")
+                           f"{dataset} {champion} ({monitor} {summary['best_' + monitor]:.4f})", alias=alias)
+    print(f"report: MLflow model {registered} version {version} -> alias {alias} ({champion})")
 
 
 if __name__ == "__main__":

@@ -103,6 +103,13 @@ def test_dvc_repro_on_tiny_data_then_nothing_to_do(tiny_project):
     runs = client.search_runs([client.get_experiment_by_name("rnnlab-classify-tiny").experiment_id],
                               "tags.dvc_experiment = 'tiny-h8'")
     assert sorted(r.data.params["model.hidden_size"] for r in runs) == ["8"] * 4
+    # the experiment's best model is a candidate (alias exp-<name>); `champion` stays on the main pipeline's
+    uri = f"sqlite:///{tiny_project['dir']}/mlruns.db"
+    registry = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    candidate = registry.get_model_version_by_alias("rnnlab-classify-tiny", "exp-tiny-h8")
+    assert candidate.run_id in {r.info.run_id for r in runs}
+    assert registry.get_model_version_by_alias("rnnlab-classify-tiny", "champion").run_id not in {
+        r.info.run_id for r in runs}
 
 
 def _check_champion(work, root, task, dataset, monitor):
