@@ -19,7 +19,7 @@ def pick_champion(monitor: str, models_dir: Path, variants: list[str]) -> tuple[
 
 
 def run(cfg):
-    from rnnlab.tracking.mlflow_utils import set_champion
+    from rnnlab.tracking.mlflow_utils import retry, retry_policy, set_champion
 
     task, dataset, paths = cfg.task.name, cfg.data.name, cfg.paths
     out = Path(paths.reports) / task / f"{dataset}.md"
@@ -49,8 +49,10 @@ def run(cfg):
     if "model_uri" not in run_info:
         print(f"report: WARNING: {champion} was trained with tracking.log_model=false; no registry alias set")
         return
-    version = set_champion(run_info["tracking_uri"], registered, run_info["model_uri"], run_info["run_id"],
-                           f"{dataset} {champion} ({monitor} {summary['best_' + monitor]:.4f})", alias=alias)
+    version = retry(lambda: set_champion(run_info["tracking_uri"], registered, run_info["model_uri"],
+                                         run_info["run_id"], f"{dataset} {champion} "
+                                         f"({monitor} {summary['best_' + monitor]:.4f})", alias=alias),
+                    f"set the registry alias {alias}", **retry_policy(cfg))
     print(f"report: MLflow model {registered} version {version} -> alias {alias} ({champion})")
 
 

@@ -6,6 +6,7 @@ Interactive: python pipelines/train.py -m model.cell=lstm,gru model.pooling=last
              python pipelines/train.py -m task=translate translate.model.attention=none,additive,dot,general
              python pipelines/train.py -m experiment=lstm_vs_gru      (conf/experiment/: seeds + report)
              python pipelines/train.py -m hparams_search=classify_optuna
+             python pipelines/train.py checkpoint_dir=ckpt/run1   (killed? the same command resumes it)
 
 Returns the best validation score (the task's monitor), the objective of a Hydra sweeper such as Optuna.
 """
@@ -27,9 +28,11 @@ def run(cfg):
         ensure_prepared(cfg)
         job_dir = Path(HydraConfig.get().runtime.output_dir)
         out_dir, overrides = job_dir / "model", list(HydraConfig.get().overrides.task)
+        checkpoints = Path(cfg.checkpoint_dir or job_dir / "checkpoints")
     else:
         out_dir, overrides = Path(cfg.out_dir), sys.argv[1:]
-    summary = train(cfg, out_dir, overrides)
+        checkpoints = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+    summary = train(cfg, out_dir, overrides, checkpoints)
     if not summary:  # not rank 0
         return None
     objective = float(summary["best_" + cfg.task.monitor])

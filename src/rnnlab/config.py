@@ -176,6 +176,10 @@ def validate(cfg: DictConfig) -> None:
     _check_range(cfg, "trainer.max_epochs", 1, 10000, int)
     _check_range(cfg, "seed", 0, 2**32 - 1, int)
     _check_range(cfg, "data.split.seed", 0, 2**32 - 1, int)
+    _check_range(cfg, "tracking.retries", 0, 100, int)
+    _check_range(cfg, "tracking.retry_seconds", 0.0, 600.0)
+    _check_range(cfg, "trainer.devices", 1, 4096, int)
+    _check_optional_range(cfg, "trainer.gradient_clip_val", 0.0, 1e6)
     if cfg.task.name == "classify":
         _check_choice(cfg, "model.pooling", POOLINGS)
         _check_grid(cfg, "pooling", POOLINGS)

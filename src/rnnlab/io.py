@@ -70,3 +70,45 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_utf8(path: str | os.PathLike, what: str = "text file") -> str:
+    """The text of a UTF-8 file; another encoding is a DataError naming the byte and the fix."""
+    from rnnlab.errors import DataError
+
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{path} ({what}) is not UTF-8 text: byte 0x{data[err.start]:02x} at offset {err.start} is not valid "
+            "UTF-8. Convert the file, e.g. `iconv -f latin1 -t utf-8 FILE > FILE.utf8` (use the file's real "
+            "encoding), and point the config at the converted file.") from None
+
+
+def load_weights(path: str | os.PathLike, model=None) -> dict:
+    """A state dict loaded with `weights_only=True` (tensors and plain containers, never arbitrary pickled
+    objects), loaded into `model` when given; a file that is not such a state dict, or whose tensors do not
+    fit the model (another task, vocabulary or architecture), is a DataError."""
+    import pickle
+
+    import torch
+
+    from rnnlab.errors import DataError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{path} is not a readable weights file ({first}). rnnlab loads weights with "
+                        "weights_only=True, so files holding other Python objects are refused; re-create it "
+                        "by re-running the train stage.") from None
+    if model is not None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            detail = " ".join(str(err).split())[:400]
+            raise DataError(f"the weights in {path} do not fit the model described beside them (another task, "
+                            f"vocabulary or architecture?): {detail}. Re-run the train stage for this "
+                            "configuration.") from None
+    return state

@@ -63,6 +63,12 @@ class BucketBatchSampler(Sampler[list[int]]):
         return len(self._per_rank(self._batches()))
 
 
+def _generator(seed: int) -> torch.Generator:
+    """The loader's own generator: creating an iterator draws a worker base seed from it, not from the
+    global generator, so dropout draws do not depend on when Lightning creates iterators (resume)."""
+    return torch.Generator().manual_seed(seed)
+
+
 class EncodedDataset(torch.utils.data.Dataset):
     def __init__(self, ids: list[list[int]], labels: list[int]):
         self.ids, self.labels = ids, labels
@@ -88,7 +94,7 @@ def make_loader(ids: list[list[int]], labels: list[int], batch_size: int, shuffl
     sampler = BucketBatchSampler([len(s) for s in ids], batch_size, shuffle, seed,
                                  num_replicas=num_replicas, rank=rank)
     return DataLoader(EncodedDataset(ids, labels), batch_sampler=sampler, collate_fn=collate,
-                      num_workers=num_workers, persistent_workers=num_workers > 0)
+                      num_workers=num_workers, persistent_workers=num_workers > 0, generator=_generator(seed))
 
 
 # ---- sentence pairs (translation) -----------------------------------------------------------
@@ -135,4 +141,4 @@ def make_pair_loader(source_ids: list[list[int]], target_ids: list[list[int]], b
     keys = [len(s) + len(t) / 1000.0 for s, t in zip(source_ids, target_ids)]
     sampler = BucketBatchSampler(keys, batch_size, shuffle, seed, num_replicas=num_replicas, rank=rank)
     return DataLoader(PairDataset(source_ids, target_ids), batch_sampler=sampler, collate_fn=collate_pairs,
-                      num_workers=num_workers, persistent_workers=num_workers > 0)
+                      num_workers=num_workers, persistent_workers=num_workers > 0, generator=_generator(seed))

@@ -8,6 +8,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from rnnlab.errors import DataError
+from rnnlab.io import read_utf8
 
 
 def _read_words(path: Path) -> list[str]:
@@ -16,25 +17,24 @@ def _read_words(path: Path) -> list[str]:
 
         table = pq.read_table(path)
         return [str(w) for w in table.column(0).to_pylist()]
-    return path.read_text(encoding="utf-8").rstrip("\n").split("\n")
+    return read_utf8(path, "embedding word list").rstrip("\n").split("\n")
 
 
 def _read_glove_text(path: Path) -> tuple[list[str], np.ndarray]:
     words, rows = [], []
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            parts = line.rstrip("\n").split(" ")
-            if len(parts) < 2:
-                continue
-            try:
-                rows.append(np.asarray(parts[1:], dtype=np.float32))
-            except ValueError:
-                raise DataError(f"{path}:{line_no}: not a GloVe text line (word then numbers)") from None
-            if rows[0].shape != rows[-1].shape:
-                raise DataError(
-                    f"{path}:{line_no}: {rows[-1].shape[0]} numbers, expected {rows[0].shape[0]}"
-                )
-            words.append(parts[0])
+    for line_no, line in enumerate(read_utf8(path, "GloVe vectors").split("\n"), 1):
+        parts = line.rstrip("\r").split(" ")
+        if len(parts) < 2:
+            continue
+        try:
+            rows.append(np.asarray(parts[1:], dtype=np.float32))
+        except ValueError:
+            raise DataError(f"{path}:{line_no}: not a GloVe text line (a word, then numbers separated by "
+                            "spaces); the file is corrupted or not GloVe text") from None
+        if rows[0].shape != rows[-1].shape:
+            raise DataError(f"{path}:{line_no}: {rows[-1].shape[0]} numbers, expected {rows[0].shape[0]} as on "
+                            "line 1; the file is truncated or corrupted: download or copy it again")
+        words.append(parts[0])
     if not rows:
         raise DataError(f"{path} holds no vectors")
     return words, np.stack(rows)

@@ -130,12 +130,29 @@ def download_pairs(cfg: DictConfig, out: Path | None = None) -> dict:
     return stats
 
 
-def load_raw(path: Path):
+def _read_stage_output(path: Path, stage: str, read):
+    """`read()` of a finished stage output; a damaged one (truncated or edited files) is a DataError."""
+    if not (path / "stats.json").is_file():
+        raise DataError(f"{path} is not a finished {stage} output (no stats.json); run the {stage} stage")
+    try:
+        return read()
+    except Exception as err:  # noqa: BLE001 - pyarrow, datasets and tokenizers raise many kinds
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise DataError(f"{path} is damaged ({type(err).__name__}: {first}). `dvc status` shows it modified; "
+                        f"`dvc repro -f <{stage} stage>` (or deleting the folder) re-creates it.") from None
+
+
+def _load_dataset(path: Path):
     from datasets import load_from_disk
 
-    if not (path / "stats.json").is_file():
-        raise DataError(f"{path} is not a finished download output (no stats.json); run the download stage")
-    return load_from_disk(str(path / "dataset"))
+    dataset = load_from_disk(str(path / "dataset"))
+    for split in dataset.values():  # reads every table once, so a truncated file fails here
+        split.data.validate()
+    return dataset
+
+
+def load_raw(path: Path):
+    return _read_stage_output(path, "download", lambda: _load_dataset(path))
 
 
 def _length_stats(lengths: np.ndarray, max_length: int) -> dict:
@@ -235,23 +252,21 @@ def tokenize_pairs(cfg: DictConfig, raw: Path | None = None, out: Path | None = 
 
 def load_tokenized_pairs(path: Path):
     """(DatasetDict with source/target/source_ids/target_ids, {"source": Tokenizer, "target": Tokenizer})."""
-    from datasets import load_from_disk
     from tokenizers import Tokenizer
 
-    if not (path / "stats.json").is_file():
-        raise DataError(f"{path} is not a finished tokenize output (no stats.json); run the tokenize stage")
-    tokenizers = {side: Tokenizer.from_file(str(path / name)) for side, name in TRANSLATION_TOKENIZERS.items()}
-    return load_from_disk(str(path / "dataset")), tokenizers
+    def read():
+        tokenizers = {side: Tokenizer.from_file(str(path / name)) for side, name in TRANSLATION_TOKENIZERS.items()}
+        return _load_dataset(path), tokenizers
+
+    return _read_stage_output(path, "tokenize", read)
 
 
 def load_tokenized(path: Path):
     """(DatasetDict with text/label/input_ids, tokenizers.Tokenizer)."""
-    from datasets import load_from_disk
     from tokenizers import Tokenizer
 
-    if not (path / "stats.json").is_file():
-        raise DataError(f"{path} is not a finished tokenize output (no stats.json); run the tokenize stage")
-    return load_from_disk(str(path / "dataset")), Tokenizer.from_file(str(path / "tokenizer.json"))
+    return _read_stage_output(path, "tokenize",
+                              lambda: (_load_dataset(path), Tokenizer.from_file(str(path / "tokenizer.json"))))
 
 
 def embed(cfg: DictConfig, tokenized: Path | None = None, out: Path | None = None) -> dict:
@@ -296,7 +311,11 @@ def embed(cfg: DictConfig, tokenized: Path | None = None, out: Path | None = Non
 def load_matrix(path: Path) -> np.ndarray:
     if not (path / "coverage.json").is_file():
         raise DataError(f"{path} is not a finished embed output (no coverage.json); run the embed stage")
-    return np.load(path / "matrix.npy", allow_pickle=False)
+    try:
+        return np.load(path / "matrix.npy", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{path / 'matrix.npy'} is damaged ({err}). `dvc repro -f <embed stage>` (or deleting "
+                        "the folder) re-creates it.") from None
 
 
 def ensure_prepared(cfg: DictConfig) -> None:

@@ -392,6 +392,10 @@ def read_table(path: str | pathlib.Path) -> pd.DataFrame:
     if not p.is_file():
         raise DataError(f"Data file not found: {p}. Check the path in data.local (relative paths "
                         f"are resolved from {pathlib.Path.cwd()}).")
+    if suffix in (".csv", ".tsv", ".json", ".jsonl"):
+        from rnnlab.io import read_utf8
+
+        read_utf8(p, "data file")  # a clear error for another encoding, before the parser's own
     try:
         if suffix == ".csv":
             return _read_csv(p)

@@ -5,12 +5,42 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.config import PROJECT_ROOT
+from rnnlab.errors import RnnlabError
+
+T = TypeVar("T")
+# MLflow's own HTTP client retries for minutes by default; rnnlab retries every call itself (below),
+# with the `tracking.retries` / `tracking.retry_seconds` policy, so a user's explicit setting wins.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+class TrackingError(RnnlabError):
+    """The MLflow backend stayed unreachable or locked through every retry."""
+
+
+def retry(call: Callable[[], T], what: str, tracking_uri: str, retries: int = 4, wait: float = 1.0) -> T:
+    """`call()`, retried `retries` times with exponential backoff (wait, 2*wait, 4*wait, ...) on any
+    error (a locked SQLite file, a server that is down or restarting); then a TrackingError."""
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except Exception as err:  # noqa: BLE001 - every backend error is retried, then reported
+            last = err
+            if attempt < retries:
+                time.sleep(wait * 2**attempt)
+    raise TrackingError(
+        f"MLflow backend {tracking_uri} failed to {what} after {retries + 1} attempts "
+        f"(last error: {type(last).__name__}: {str(last).splitlines()[0] if str(last) else ''}). Check that "
+        "the server is running or the SQLite file is not held by another program, or point "
+        "tracking.tracking_uri elsewhere; tracking.retries and tracking.retry_seconds set the patience.")
 
 
 def git_commit() -> str:
@@ -129,11 +159,15 @@ def artifact_uri(cfg: DictConfig) -> str:
     return Path(cfg.tracking.artifact_location).resolve().as_uri()
 
 
-def make_logger(cfg: DictConfig, run_name: str, tags: dict[str, str]):
-    """Lightning's MLFlowLogger; inside a Hydra multirun the run is a child of the sweep's parent run
-    (rnnlab.tracking.hydra_callbacks) when both are in the same experiment."""
-    from pytorch_lightning.loggers import MLFlowLogger
+def retry_policy(cfg: DictConfig) -> dict[str, Any]:
+    return {"tracking_uri": str(cfg.tracking.tracking_uri), "retries": int(cfg.tracking.retries),
+            "wait": float(cfg.tracking.retry_seconds)}
 
+
+def make_logger(cfg: DictConfig, run_name: str, tags: dict[str, str], run_id: str | None = None):
+    """An MLFlowLogger that retries (RetryingMLFlowLogger); inside a Hydra multirun the run is a child of
+    the sweep's parent run (rnnlab.tracking.hydra_callbacks) when both are in the same experiment.
+    `run_id` continues an existing run (a resumed training)."""
     from rnnlab.tracking.hydra_callbacks import EXPERIMENT_ENV, PARENT_ENV
 
     parent = os.environ.get(PARENT_ENV)
@@ -141,23 +175,75 @@ def make_logger(cfg: DictConfig, run_name: str, tags: dict[str, str]):
         same_experiment = os.environ.get(EXPERIMENT_ENV) == cfg.tracking.experiment_name
         tags = {**tags, ("mlflow.parentRunId" if same_experiment else "sweep_parent_run"): parent}
 
-    return MLFlowLogger(
+    return _logger_class()(
+        retry_policy(cfg),
         experiment_name=cfg.tracking.experiment_name,
         run_name=run_name,
         tracking_uri=cfg.tracking.tracking_uri,
         tags=tags,
         artifact_location=artifact_uri(cfg),
         log_model=False,
+        run_id=run_id,
     )
 
 
+def _logger_class():
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    class RetryingMLFlowLogger(MLFlowLogger):
+        """Creating the run is retried and then fails with a clear TrackingError (nothing has been
+        trained yet). Every later call (metrics, params, artifacts, the final status) is retried and
+        then only warned about and counted in `failed_calls`: the training itself is never lost,
+        since its history and metrics also go to the stage's own outputs."""
+
+        def __init__(self, policy: dict[str, Any], **kwargs: Any):
+            super().__init__(**kwargs)
+            self.policy, self.failed_calls = policy, 0
+
+        @property
+        def experiment(self):
+            return retry(lambda: MLFlowLogger.experiment.fget(self), "create or open the run", **self.policy)
+
+        def safely(self, what: str, call: Callable[[], Any]) -> Any:
+            """Run a tracking call with retries; after the last one, warn and go on."""
+            try:
+                return retry(call, what, **self.policy)
+            except TrackingError as err:
+                self.failed_calls += 1
+                print(f"warning: {err} The training goes on; its results are in the stage outputs.",
+                      file=sys.stderr, flush=True)
+                return None
+
+        def log_metrics(self, metrics, step=None) -> None:
+            self.safely("log metrics", lambda: MLFlowLogger.log_metrics(self, metrics, step))
+
+        def log_hyperparams(self, params) -> None:
+            self.safely("log parameters", lambda: MLFlowLogger.log_hyperparams(self, params))
+
+        def finalize(self, status: str = "success") -> None:
+            self.safely("end the run", lambda: MLFlowLogger.finalize(self, status))
+
+    return RetryingMLFlowLogger
+
+
 def log_to_run(tracking_uri: str, run_id: str, metrics: dict[str, float] | None = None,
-               artifacts: list[Path] | None = None, artifact_path: str | None = None) -> None:
-    """Add metrics/artifacts to an existing (finished) run, e.g. test metrics from evaluate."""
+               artifacts: list[Path] | None = None, artifact_path: str | None = None,
+               retries: int = 4, wait: float = 1.0) -> bool:
+    """Add metrics/artifacts to an existing (finished) run, e.g. test metrics from evaluate. Retried;
+    when the backend stays down a warning is printed and False returned (the stage's own metrics
+    file is the record, so the stage does not fail)."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri)
-    for key, value in (metrics or {}).items():
-        client.log_metric(run_id, key, float(value))
-    for path in artifacts or []:
-        client.log_artifact(run_id, str(path), artifact_path)
+    def log() -> None:
+        client = MlflowClient(tracking_uri=tracking_uri)
+        for key, value in (metrics or {}).items():
+            client.log_metric(run_id, key, float(value))
+        for path in artifacts or []:
+            client.log_artifact(run_id, str(path), artifact_path)
+
+    try:
+        retry(log, f"add results to run {run_id}", tracking_uri, retries, wait)
+        return True
+    except TrackingError as err:
+        print(f"warning: {err} The results are in the stage outputs.", file=sys.stderr, flush=True)
+        return False

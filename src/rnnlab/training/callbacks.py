@@ -33,6 +33,14 @@ class History(pl.Callback):
         self.tokens += tokens
         self._last_batch_end = time.perf_counter()
 
+    def state_dict(self) -> dict:
+        """Saved in checkpoints, so a resumed run's history and throughput cover every epoch."""
+        return {"rows": self.rows, "tokens": self.tokens, "train_seconds": self.train_seconds}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows = list(state_dict["rows"])
+        self.tokens, self.train_seconds = int(state_dict["tokens"]), float(state_dict["train_seconds"])
+
     @property
     def seconds(self) -> list[float]:
         return [row["epoch_seconds"] for row in self.rows]

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from rnnlab.errors import DataError
-from rnnlab.io import atomic_dir, read_json, write_json
+from rnnlab.io import atomic_dir, load_weights, read_json, write_json
 
 
 def load_model(model_dir: Path):
@@ -26,8 +26,7 @@ def load_model(model_dir: Path):
         raise DataError(f"{model_dir} holds a model for task {info.get('task')!r}, not classify")
     model = build_classifier(info["model"], info["vocab_size"], info["embedding_dim"],
                              len(info["label_names"]))
-    state = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    load_weights(model_dir / "model.pt", model)
     return model.eval(), info
 
 
@@ -100,7 +99,12 @@ def evaluate(tokenized: Path, model_dir: Path, metrics_path: Path, plots_dir: Pa
 
     model, info = load_model(model_dir)
     summary = read_json(Path(model_dir) / "train_summary.json")
-    dataset, _ = load_tokenized(Path(tokenized))
+    dataset, tokenizer = load_tokenized(Path(tokenized))
+    model_tokenizer = Path(model_dir) / "tokenizer.json"
+    if model_tokenizer.is_file() and model_tokenizer.read_bytes() != (Path(tokenized) / "tokenizer.json").read_bytes():
+        raise DataError(f"the vocabulary of {tokenized} ({tokenizer.get_vocab_size():,} words) differs from the "
+                        f"one {model_dir} was trained with ({info['vocab_size']:,}): the model was trained on other "
+                        "data or another tokenizer; re-run the train stage")
     label_names = list(dataset["test"].features["label"].names)
     if label_names != info["label_names"]:
         raise DataError(f"labels of {tokenized} {label_names} differ from the model's "

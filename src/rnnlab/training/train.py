@@ -64,13 +64,20 @@ def _build(cfg: DictConfig):
     return data, module, info, ["tokenizer.json"]
 
 
-def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> dict:
+def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
+          checkpoint_dir: Path | None = None) -> dict:
+    """Train one model into `out_dir`. With a `checkpoint_dir` (the DVC stage's persistent
+    checkpoints/... folder, or cfg.checkpoint_dir) a run killed part-way resumes from its last finished
+    epoch in the same MLflow run and ends as an uninterrupted run would (rnnlab.training.checkpointing);
+    without one, checkpoints go to a temporary folder."""
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
     from rnnlab.data.prepare import tokenized_dir
     from rnnlab.tracking.mlflow_utils import flatten, log_pytorch_model, make_logger, run_tags, system_info
     from rnnlab.training.callbacks import History
+    from rnnlab.training.checkpointing import (BEST_NAME, AtomicCheckpointIO, CheckpointFolder, EpochSeed,
+                                               FiniteLoss, ResumeCheckpoint, fingerprint)
 
     out_dir = Path(out_dir)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -80,31 +87,49 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) ->
     params = sum(p.numel() for p in module.model.parameters())
     trainable = sum(p.numel() for p in module.model.parameters() if p.requires_grad)
 
+    temporary = checkpoint_dir is None
+    ckpt_dir = Path(tempfile.mkdtemp(prefix="rnnlab-ckpt-")) if temporary else Path(checkpoint_dir)
+    folder = CheckpointFolder(ckpt_dir, fingerprint(OmegaConf.to_container(cfg, resolve=True), task_info))
+    folder.prepare()
+    if folder.message:
+        print(f"train: {folder.message}", flush=True)
+
     variant = variant_name(cfg)
-    logger = make_logger(cfg, f"{cfg.data.name}/{variant}/seed{cfg.seed}", run_tags(cfg, overrides or []))
-    logger.log_hyperparams({**flatten(cfg), **system_info(str(cfg.trainer.accelerator))})
-    logger.log_metrics({"parameters": params, "trainable_parameters": trainable}, step=0)
+    logger = make_logger(cfg, f"{cfg.data.name}/{variant}/seed{cfg.seed}", run_tags(cfg, overrides or []),
+                         run_id=folder.run_id)
+    if folder.run_id is None:  # a new run (a resumed one has its parameters already)
+        logger.log_hyperparams({**flatten(cfg), **system_info(str(cfg.trainer.accelerator))})
+        logger.log_metrics({"parameters": params, "trainable_parameters": trainable}, step=0)
+    else:
+        logger.safely("tag the resumed run", lambda: logger.experiment.set_tag(
+            logger.run_id, "resumed_from", str(folder.resume_path or "start")))
+    if not temporary and logger.run_id is not None:
+        folder.write_state("running", logger.run_id, epochs_done=0)
 
     monitor = cfg.task.monitor
-    ckpt_dir = Path(tempfile.mkdtemp(prefix="rnnlab-ckpt-"))
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor,
-                                 mode=MONITORS[monitor], save_top_k=1)
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename=BEST_NAME, monitor=monitor,
+                                 mode=MONITORS[monitor], save_top_k=1, enable_version_counter=False)
     early = EarlyStopping(monitor=monitor, mode=MONITORS[monitor], patience=int(cfg.trainer.patience))
     bar_callbacks, enable_bar, print_lines = _progress_bar(cfg)
     history = History(print_lines)
+    hint = ("The last good checkpoint (end of the last finished epoch) is kept in "
+            f"{ckpt_dir}." if not temporary else "")
+    callbacks = [EpochSeed(int(cfg.seed)), FiniteLoss(hint), checkpoint, early, history, *bar_callbacks]
+    if not temporary:
+        callbacks.append(ResumeCheckpoint(folder, logger.run_id))
     trainer = pl.Trainer(
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
         strategy=cfg.trainer.strategy, precision=cfg.trainer.precision,
         max_epochs=int(cfg.trainer.max_epochs), min_epochs=int(cfg.trainer.min_epochs),
         gradient_clip_val=cfg.trainer.gradient_clip_val, deterministic=cfg.trainer.deterministic,
-        limit_train_batches=cfg.trainer.limit_train_batches,
-        callbacks=[checkpoint, early, history, *bar_callbacks], logger=logger,
+        limit_train_batches=cfg.trainer.limit_train_batches, num_sanity_val_steps=0,
+        callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()],
         enable_progress_bar=enable_bar, enable_model_summary=False, log_every_n_steps=10,
         use_distributed_sampler=False, default_root_dir=str(ckpt_dir),
     )
     start = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=data)
+        trainer.fit(module, datamodule=data, ckpt_path=folder.resume_path, weights_only=True)
         fit_seconds = time.perf_counter() - start
         if not trainer.is_global_zero:
             return {}
@@ -117,6 +142,7 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) ->
             "best_" + monitor: float(checkpoint.best_model_score),
             "epochs_run": len(history.rows),
             "fit_seconds": round(fit_seconds, 2),
+            "resumed": folder.resume_path is not None,
             "seconds_per_epoch": round(sum(history.seconds) / max(len(history.seconds), 1), 3),
             "train_tokens_per_second": round(history.tokens / max(history.train_seconds, 1e-9)),
             "parameters": params,
@@ -126,31 +152,39 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) ->
                        "experiment_id": logger.experiment_id, "run_id": logger.run_id},
         }
         if cfg.tracking.log_model:  # the model as an MLflow model (mlflow.pytorch), for the registry
-            summary["mlflow"]["model_uri"] = log_pytorch_model(cfg.tracking.tracking_uri, logger.run_id,
-                                                               module.model)
+            model_uri = logger.safely("log the model", lambda: log_pytorch_model(
+                cfg.tracking.tracking_uri, logger.run_id, module.model))
+            if model_uri:
+                summary["mlflow"]["model_uri"] = model_uri
         model_info = {
             "task": cfg.task.name,
             "model": OmegaConf.to_container(cfg.model),
             **task_info,
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
+        client = logger.experiment
         with atomic_dir(out_dir) as tmp:
             torch.save(module.model.state_dict(), tmp / "model.pt")
             write_json(tmp / "model.json", model_info)
             for name in tokenizer_files:
                 shutil.copy(Path(tokenized_dir(cfg)) / name, tmp / name)
-            write_json(tmp / "train_summary.json", summary)
             (tmp / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
-            logger.experiment.log_artifact(logger.run_id, str(tmp / "config.yaml"))
+            logger.safely("log config.yaml", lambda: client.log_artifact(logger.run_id, str(tmp / "config.yaml")))
             if cfg.tracking.log_checkpoint:
-                logger.experiment.log_artifact(logger.run_id, checkpoint.best_model_path, "checkpoint")
-        logger.experiment.log_metric(logger.run_id, "best_" + monitor, float(checkpoint.best_model_score))
-        logger.experiment.log_metric(logger.run_id, "train_tokens_per_second_mean",
-                                     summary["train_tokens_per_second"])
+                logger.safely("log the checkpoint", lambda: client.log_artifact(
+                    logger.run_id, checkpoint.best_model_path, "checkpoint"))
+            for key in ("best_" + monitor, "train_tokens_per_second"):
+                name = key if key.startswith("best_") else key + "_mean"
+                logger.safely(f"log {name}", lambda: client.log_metric(logger.run_id, name, float(summary[key])))
+            summary["mlflow"]["failed_calls"] = logger.failed_calls
+            write_json(tmp / "train_summary.json", summary)
+        if not temporary:
+            folder.finish(logger.run_id, epochs_done=len(history.rows))
         return summary
     except BaseException:
         if logger.run_id is not None:  # the run must not look like a finished training
-            logger.experiment.set_terminated(logger.run_id, "FAILED")
+            logger.safely("mark the run failed", lambda: logger.experiment.set_terminated(logger.run_id, "FAILED"))
         raise
     finally:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        if temporary:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from rnnlab.errors import DataError
-from rnnlab.io import atomic_dir, atomic_file, read_json, write_json
+from rnnlab.io import atomic_dir, atomic_file, load_weights, read_json, write_json
 
 
 @dataclass
@@ -50,7 +50,7 @@ def load_translator(model_dir: Path) -> Translator:
     info = read_json(info_path)
     model = build_seq2seq(info["model"], info["src_vocab_size"], info["tgt_vocab_size"],
                           src_embeddings=np.zeros((info["src_vocab_size"], info["embedding_dim"]), np.float32))
-    model.load_state_dict(torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True))
+    load_weights(model_dir / "model.pt", model)
     tokenizers = {side: Tokenizer.from_file(str(model_dir / name)) for side, name in TRANSLATION_TOKENIZERS.items()}
     return Translator(model.eval(), info, tokenizers["source"], tokenizers["target"])
 
@@ -130,9 +130,10 @@ def evaluate_translation(tokenized: Path, model_dir: Path, metrics_path: Path, p
     translator = load_translator(model_dir)
     summary = read_json(Path(model_dir) / "train_summary.json")
     dataset, tokenizers = load_tokenized_pairs(Path(tokenized))
-    if tokenizers["target"].get_vocab() != translator.target_tokenizer.get_vocab():
-        raise DataError(f"the target vocabulary of {tokenized} differs from the model's in {model_dir}: "
-                        "the model was trained on other data; re-run the train stage")
+    for side, model_tokenizer in (("source", translator.source_tokenizer), ("target", translator.target_tokenizer)):
+        if tokenizers[side].get_vocab() != model_tokenizer.get_vocab():
+            raise DataError(f"the {side} vocabulary of {tokenized} differs from the model's in {model_dir}: "
+                            "the model was trained on other data; re-run the train stage")
     test = dataset["test"]
     _, first, references = group_references(test["source"], test["target"])
     keys = list(first)  # unique sources in file order

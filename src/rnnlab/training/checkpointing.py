@@ -1,0 +1,184 @@
+"""Fault tolerance of a training run: atomic checkpoints, resume after a kill, per-epoch seeding and a
+guard against non-finite losses.
+
+A training run with a persistent checkpoint folder (the DVC stage's `checkpoints/...` output, declared
+`persist: true`) keeps there:
+- `resume.ckpt`  the full trainer state at the end of the last finished epoch (weights, optimizer,
+                 scheduler, loop counters, early stopping, best-checkpoint and history callbacks);
+- `best.ckpt`    the best epoch so far by the task's monitor;
+- `state.json`   the configuration fingerprint, the MLflow run id and the status (running | finished).
+Started again with the same configuration after a kill, training continues from `resume.ckpt` in the
+same MLflow run and ends with the same weights and metrics as an uninterrupted run: every epoch's
+randomness (shuffling and dropout) is seeded from (seed, epoch), never from how far a process got.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from rnnlab.errors import RnnlabError
+from rnnlab.io import read_json, write_json
+
+RESUME_NAME, BEST_NAME, STATE_NAME = "resume", "best", "state.json"
+# Keys that do not change what is trained (display, tracking destination, where outputs go).
+FINGERPRINT_IGNORED = ("trainer.progress_bar", "tracking", "checkpoint_dir", "out_dir", "paths")
+
+
+class TrainingDiverged(RnnlabError):
+    """The loss became NaN or infinite."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints are written to a temporary file and renamed, so a kill never leaves half a file;
+    they load with `weights_only=True` (tensors and plain containers only, no pickled objects)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+        os.close(fd)
+        try:
+            torch.save(checkpoint, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None):
+        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
+
+def fingerprint(config: dict, extra: dict | None = None) -> str:
+    """sha256 of what determines the training (resolved config without FINGERPRINT_IGNORED keys, plus
+    `extra`: vocabulary sizes and the like), so a checkpoint is only resumed by the same training."""
+    config = json.loads(json.dumps(config))
+    for dotted in FINGERPRINT_IGNORED:
+        node, *rest = dotted.split(".")
+        if rest:
+            config.get(node, {}).pop(rest[0], None)
+        else:
+            config.pop(node, None)
+    blob = json.dumps({"config": config, "extra": extra or {}}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class CheckpointFolder:
+    """The persistent checkpoint folder of one training, and the decision to resume from it."""
+
+    def __init__(self, folder: str | os.PathLike, fingerprint: str):
+        self.folder, self.fingerprint = Path(folder), fingerprint
+        self.resume_path: Path | None = None
+        self.run_id: str | None = None
+        self.message = ""
+
+    @property
+    def state_path(self) -> Path:
+        return self.folder / STATE_NAME
+
+    def checkpoint(self, name: str) -> Path:
+        return self.folder / f"{name}.ckpt"
+
+    def _clear(self) -> None:
+        for path in [*self.folder.glob("*.ckpt"), *self.folder.glob(".*.tmp-*")]:  # incl. saves cut short
+            path.unlink(missing_ok=True)  # (under DDP every rank clears)
+
+    def prepare(self) -> "CheckpointFolder":
+        """Decide: resume (same configuration, unfinished, `resume.ckpt` present) or start afresh."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            state = read_json(self.state_path)
+        except FileNotFoundError:
+            state = None
+        except (ValueError, OSError) as err:
+            state = None
+            self.message = f"{self.state_path} is unreadable ({err}); starting afresh"
+        if state is not None:
+            if state.get("fingerprint") != self.fingerprint:
+                self.message = (f"{self.folder} holds checkpoints of another configuration or vocabulary; "
+                                "they are not resumed: starting afresh")
+                state = None
+            elif state.get("status") == "finished":
+                state = None  # a finished run started again (e.g. `dvc repro -f`): train anew
+        if state is None:
+            self._clear()
+            return self
+        self.run_id = state.get("mlflow_run_id")
+        if self.checkpoint(RESUME_NAME).is_file():
+            self.resume_path = self.checkpoint(RESUME_NAME)
+            self.message = (f"resuming from {self.resume_path} (epoch {state.get('epochs_done', '?')} done), "
+                            f"MLflow run {self.run_id}")
+        else:  # killed during the first epoch: start over, in the same MLflow run
+            self._clear()
+            self.message = f"an unfinished run without a checkpoint: starting over in MLflow run {self.run_id}"
+        return self
+
+    def write_state(self, status: str, run_id: str | None, **extra: Any) -> None:
+        write_json(self.state_path, {"fingerprint": self.fingerprint, "status": status,
+                                     "mlflow_run_id": run_id, **extra})
+
+    def finish(self, run_id: str | None, **extra: Any) -> None:
+        """The model is saved: drop the checkpoints, keep a record that this training finished."""
+        self._clear()
+        self.write_state("finished", run_id, **extra)
+
+
+class ResumeCheckpoint(pl.callbacks.ModelCheckpoint):
+    """`resume.ckpt` at the end of every training epoch (after validation, early stopping and the
+    history callback), and `state.json` updated with the number of epochs done."""
+
+    def __init__(self, folder: CheckpointFolder, run_id: str | None):
+        super().__init__(dirpath=folder.folder, filename=RESUME_NAME, save_top_k=1, monitor=None,
+                         save_on_train_epoch_end=True, enable_version_counter=False)
+        self.checkpoint_folder, self.run_id = folder, run_id
+
+    @property
+    def state_key(self) -> str:
+        return "ResumeCheckpoint"
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if trainer.is_global_zero:
+            self.checkpoint_folder.write_state("running", self.run_id, epochs_done=trainer.current_epoch + 1)
+
+
+class EpochSeed(pl.Callback):
+    """Seeds torch's generator from (seed, epoch) at the start of every training epoch, so dropout in
+    epoch k is the same whether the process ran from epoch 1 or resumed at epoch k."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        torch.manual_seed((self.seed * 1_000_003 + trainer.current_epoch) % 2**63)
+
+
+class FiniteLoss(pl.Callback):
+    """Stops training with a clear error when the loss is NaN or infinite, before the backward pass
+    (so the weights and the last good checkpoint stay untouched)."""
+
+    def __init__(self, checkpoint_hint: str):
+        self.checkpoint_hint = checkpoint_hint
+        self.batch_idx = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        self.batch_idx = batch_idx
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
+        value = float(loss.detach())
+        if math.isfinite(value):
+            return
+        raise TrainingDiverged(
+            f"the training loss is {value} at epoch {trainer.current_epoch + 1}, global step "
+            f"{trainer.global_step}, batch {self.batch_idx} of the epoch; training stopped before this "
+            f"update. {self.checkpoint_hint} Lower optim.lr, keep trainer.gradient_clip_val on "
+            "(default 1.0), or check the input data of that batch.")

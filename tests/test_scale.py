@@ -1,0 +1,48 @@
+"""Scale-out on existing engines: Lightning DDP over two CPU processes (gloo), Hydra's submitit launcher."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import ROOT, run_cmd
+
+
+def _check(proc):
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def _run(work, overrides, tag):
+    proc = _check(run_cmd(["python", str(ROOT / "pipelines/train.py"), *overrides,
+                           f"hydra.run.dir=outputs/{tag}", "trainer.num_threads=1"], work, timeout=400))
+    summary = json.loads((work / f"outputs/{tag}/model/train_summary.json").read_text())
+    return proc, summary
+
+
+@pytest.mark.timeout(600)
+def test_ddp_on_two_cpu_processes_matches_one_process_with_one_run_and_one_folder(tiny_project):
+    from mlflow.tracking import MlflowClient
+
+    work = tiny_project["dir"]
+    common = [*tiny_project["overrides"], "trainer.max_epochs=4", "trainer.patience=4", "optim.batch_size=8"]
+    _, single = _run(work, common, "single")
+    # two ranks of 8 = the same 16 examples per optimizer step as one process with batch 16
+    proc, ddp = _run(work, [*common, "trainer=ddp", "trainer.devices=2", "optim.batch_size=4"], "ddp")
+    assert "distributed_backend=gloo" in proc.stdout + proc.stderr and "MEMBER: 2/2" in proc.stdout + proc.stderr
+    assert sorted(p.name for p in (work / "outputs/ddp").iterdir()) == [
+        ".hydra", "checkpoints", "metrics.json", "model", "plots", "train.log"]
+    metrics_single = json.loads((work / "outputs/single/metrics.json").read_text())
+    metrics_ddp = json.loads((work / "outputs/ddp/metrics.json").read_text())
+    print("single", metrics_single, single["best_val_acc"], "ddp", metrics_ddp, ddp["best_val_acc"])
+    assert abs(metrics_single["accuracy"] - metrics_ddp["accuracy"]) <= 0.1, (metrics_single, metrics_ddp)
+    assert abs(single["best_val_acc"] - ddp["best_val_acc"]) <= 0.1
+    assert ddp["epochs_run"] == single["epochs_run"] == 4
+    client = MlflowClient(tracking_uri=f"sqlite:///{work}/mlruns.db")
+    runs = client.search_runs([client.get_experiment_by_name("rnnlab-classify-tiny").experiment_id])
+    assert len(runs) == 2  # one per training, not one per rank
+    ddp_run = client.get_run(ddp["mlflow"]["run_id"])
+    assert ddp_run.data.params["trainer.strategy"] == "ddp" and ddp_run.info.status == "FINISHED"
+    assert OmegaConf.load(work / "outputs/ddp/.hydra/config.yaml").trainer.devices == 2
