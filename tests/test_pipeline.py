@@ -165,6 +165,11 @@ def _check_translate_cli(work):
     piped = subprocess.run([*cli, "--model", model, "--beam", "1"], cwd=work, input="The dog has bread.\nTom sees water.\n",
                            capture_output=True, text=True, env=_env())
     assert piped.returncode == 0 and len(piped.stdout.strip().splitlines()) == 2
+    for junk, message in ((b"\x00\xff\xfe\x89PNG\r\n", "stdin is not UTF-8"), (b"", "stdin held no sentence"),
+                          (b"\n  \n", "stdin held no sentence")):
+        proc = subprocess.run([*cli, "--model", model], cwd=work, input=junk, capture_output=True, env=_env())
+        err = proc.stderr.decode("utf-8", "replace")
+        assert proc.returncode == 2 and message in err and "Traceback" not in err, err
     for args, message in (([""], "empty input"), (["Привет"], "non-Latin"), (["zzzq qqq"], "vocabulary"),
                           (["hi", "--model", "models/translate/tinypairs/nope"], "does not exist"),
                           (["hi", "--model", "models/classify/tiny/lstm-last"], "task 'classify'")):

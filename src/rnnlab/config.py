@@ -179,6 +179,7 @@ def validate(cfg: DictConfig) -> None:
     _check_range(cfg, "tracking.retries", 0, 100, int)
     _check_range(cfg, "tracking.retry_seconds", 0.0, 600.0)
     _check_range(cfg, "trainer.devices", 1, 4096, int)
+    _check_range(cfg, "trainer.num_nodes", 1, 4096, int)
     _check_optional_range(cfg, "trainer.gradient_clip_val", 0.0, 1e6)
     if cfg.task.name == "classify":
         _check_choice(cfg, "model.pooling", POOLINGS)

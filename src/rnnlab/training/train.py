@@ -118,7 +118,7 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
     if not temporary:
         callbacks.append(ResumeCheckpoint(folder, logger.run_id))
     trainer = pl.Trainer(
-        accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
+        accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=int(cfg.trainer.num_nodes),
         strategy=cfg.trainer.strategy, precision=cfg.trainer.precision,
         max_epochs=int(cfg.trainer.max_epochs), min_epochs=int(cfg.trainer.min_epochs),
         gradient_clip_val=cfg.trainer.gradient_clip_val, deterministic=cfg.trainer.deterministic,
