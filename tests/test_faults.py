@@ -171,3 +171,26 @@ def test_tracking_failures_during_training_are_retried_then_warned_and_the_model
     assert (work / "model/model.pt").is_file() and len(summary["history"]) == 2
     assert summary["mlflow"]["failed_calls"] >= 1
     assert "database is locked" in capsys.readouterr().err
+
+
+def test_a_run_killed_after_early_stopping_resumes_without_training_further(prepared, monkeypatch):
+    import rnnlab.training.train as train_module
+
+    cfg, work = prepared
+    cfg.trainer.max_epochs, cfg.trainer.patience = 12, 1
+    reference = train(cfg, work / "reference", [])
+    assert reference["epochs_run"] < 12  # early stopping ended it
+
+    real_atomic_dir = train_module.atomic_dir
+
+    def crash(*args, **kwargs):  # dies after the last epoch, before the model folder is committed
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "atomic_dir", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, work / "model", [], checkpoint_dir=work / "ckpt")
+    monkeypatch.setattr(train_module, "atomic_dir", real_atomic_dir)
+    resumed = train(cfg, work / "model", [], checkpoint_dir=work / "ckpt")
+    assert resumed["resumed"] and resumed["epochs_run"] == reference["epochs_run"]
+    assert resumed["best_epoch"] == reference["best_epoch"]
+    assert _same_weights(_weights(work / "reference"), _weights(work / "model"))

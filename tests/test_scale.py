@@ -46,3 +46,37 @@ def test_ddp_on_two_cpu_processes_matches_one_process_with_one_run_and_one_folde
     ddp_run = client.get_run(ddp["mlflow"]["run_id"])
     assert ddp_run.data.params["trainer.strategy"] == "ddp" and ddp_run.info.status == "FINISHED"
     assert OmegaConf.load(work / "outputs/ddp/.hydra/config.yaml").trainer.devices == 2
+
+
+def test_the_slurm_launcher_config_composes_from_the_trainer_settings():
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base=None):
+        cfg = hydra_compose("config", overrides=["hydra/launcher=slurm", "trainer=gpu", "trainer.devices=4",
+                                                  "trainer.num_nodes=2", "hydra.launcher.partition=gpu"],
+                            return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)
+    assert launcher.partition == "gpu" and launcher.timeout_min == 240
+
+
+@pytest.mark.timeout(400)
+def test_a_sweep_on_the_submitit_local_launcher_records_every_job(tiny_project):
+    from mlflow.tracking import MlflowClient
+
+    work = tiny_project["dir"]
+    _check(run_cmd(["python", str(ROOT / "pipelines/train.py"), "-m", "hydra/launcher=local", "model.cell=lstm,gru",
+                    *tiny_project["overrides"], "trainer.max_epochs=2", "trainer.num_threads=1",
+                    "hydra.sweep.dir=outputs/submitit"], work, timeout=380))
+    for job in ("0", "1"):
+        assert (work / f"outputs/submitit/{job}/model/model.pt").is_file()
+        assert (work / f"outputs/submitit/{job}/metrics.json").is_file()
+    assert list((work / "outputs/submitit/.submitit").iterdir())  # submitit's own job records
+    client = MlflowClient(tracking_uri=f"sqlite:///{work}/mlruns.db")
+    runs = client.search_runs([client.get_experiment_by_name("rnnlab-classify-tiny").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(parents) == 1 and sorted(r.data.tags["cell"] for r in children) == ["gru", "lstm"]
+    assert all(r.info.status == "FINISHED" for r in runs)

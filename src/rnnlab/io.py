@@ -4,17 +4,58 @@ so a killed stage never leaves a file or folder that looks finished."""
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 
+# Fault injection for tests: with RNNLAB_KILL_BEFORE_COMMIT set to a glob pattern, a process SIGKILLs
+# itself just before renaming an output whose path matches it: the worst moment for a kill (all work done,
+# nothing committed). tests/test_pipeline_faults.py uses it to kill each DVC stage.
+KILL_ENV = "RNNLAB_KILL_BEFORE_COMMIT"
+
+
+def _maybe_killed_before_commit(final: Path) -> None:
+    pattern = os.environ.get(KILL_ENV)
+    if pattern and fnmatch.fnmatch(str(final), pattern):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale(path: Path) -> None:
+    """Temporary siblings left by a killed process (`.<name>.tmp-<pid>-...` whose pid is gone)."""
+    for stale in path.parent.glob(f".{glob_escape(path.name)}.tmp-*"):
+        pid = stale.name.rsplit(".tmp-", 1)[1].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+            continue
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
 def _tmp_sibling(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    _remove_stale(path)
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
 
 
 @contextlib.contextmanager
@@ -30,6 +71,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _maybe_killed_before_commit(final)
     old = None
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
@@ -46,7 +88,8 @@ def atomic_file(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `final`; on success it is renamed to `final`."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
+    _remove_stale(final)
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -54,6 +97,7 @@ def atomic_file(final: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _maybe_killed_before_commit(final)
     os.replace(tmp, final)
 
 

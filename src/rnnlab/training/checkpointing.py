@@ -140,12 +140,27 @@ class ResumeCheckpoint(pl.callbacks.ModelCheckpoint):
         super().__init__(dirpath=folder.folder, filename=RESUME_NAME, save_top_k=1, monitor=None,
                          save_on_train_epoch_end=True, enable_version_counter=False)
         self.checkpoint_folder, self.run_id = folder, run_id
+        self.should_stop = False  # early stopping had ended the run when the checkpoint was taken
 
     @property
     def state_key(self) -> str:
         return "ResumeCheckpoint"
 
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "should_stop": self.should_stop}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.should_stop = bool(state_dict.get("should_stop", False))
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning does not keep `should_stop` in checkpoints: without this, a run killed after early
+        # stopping but before its model was saved would train one epoch more than the uninterrupted run.
+        if self.should_stop:
+            trainer.should_stop = True
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.should_stop = bool(trainer.should_stop)
         super().on_train_epoch_end(trainer, pl_module)
         if trainer.is_global_zero:
             self.checkpoint_folder.write_state("running", self.run_id, epochs_done=trainer.current_epoch + 1)

@@ -11,6 +11,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -80,6 +81,8 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
                                                FiniteLoss, ResumeCheckpoint, fingerprint)
 
     out_dir = Path(out_dir)
+    # The checkpoint folder holds state.json (and, when resuming, the checkpoints): expected, not a problem.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     if cfg.trainer.num_threads:
         torch.set_num_threads(int(cfg.trainer.num_threads))
