@@ -34,8 +34,9 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
 	else echo "warning: chromium/chromedriver missing and apt-get needs root: the dashboard test will be skipped"; fi
 
+# Two test workers, one torch thread each: the two cores run two tests instead of oversubscribing.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 smoke: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" bash .ci/smoke

@@ -109,6 +109,19 @@ def tiny_project(tmp_path: Path) -> dict:
             "vectors": vec_path, "words": words_path}
 
 
+@pytest.fixture
+def prepared(tiny_project, monkeypatch):
+    """The tiny project's download, tokenize and embed stages run in-process; returns (cfg, folder)."""
+    from rnnlab.config import compose, validate
+    from rnnlab.data.prepare import download, embed, tokenize
+
+    monkeypatch.chdir(tiny_project["dir"])
+    cfg = compose(tiny_project["overrides"])
+    validate(cfg)
+    download(cfg), tokenize(cfg), embed(cfg)
+    return cfg, tiny_project["dir"]
+
+
 def run_cmd(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run a command with the venv's bin first on PATH; the caller checks returncode."""
     env = dict(os.environ)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import ROOT, run_cmd, write_tiny_glove
+from conftest import ROOT, write_tiny_glove
 from rnnlab.config import compose, validate
 from rnnlab.errors import ConfigError, DataError
 
@@ -163,16 +163,6 @@ def test_bad_files_are_clear_data_errors(case, tmp_path):
 
 
 # ---- damaged stage outputs and a model of other data --------------------------------------------------
-
-@pytest.fixture
-def prepared(tiny_project, monkeypatch):
-    from rnnlab.data.prepare import download, embed, tokenize
-
-    monkeypatch.chdir(tiny_project["dir"])
-    cfg = compose(tiny_project["overrides"])
-    validate(cfg)
-    download(cfg), tokenize(cfg), embed(cfg)
-    return cfg, tiny_project["dir"]
 
 
 def test_damaged_stage_outputs_and_a_model_of_other_data_are_rejected(prepared):

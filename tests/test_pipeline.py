@@ -27,6 +27,20 @@ def _copy_project(dest):
         subprocess.run(args, cwd=dest, check=True, capture_output=True)
 
 
+def make_dvc_project(tiny_project, extra: list[str]):
+    """A copy of the project (its own git repository) set up for the tiny data plus `extra` overrides.
+    The set-up goes into the copy's conf/config.yaml, so that DVC's own Hydra composition
+    (`dvc exp run -S ...`) composes the same params.yaml as `rnnlab.compose` does."""
+    work = tiny_project["dir"] / "project"
+    _copy_project(work)
+    conf = OmegaConf.load(work / "conf/config.yaml")
+    OmegaConf.save(OmegaConf.merge(conf, OmegaConf.from_dotlist([*tiny_project["overrides"], *extra])),
+                   work / "conf/config.yaml")
+    # (rnnlab.compose reads the installed project's conf/, so it is given the overrides itself)
+    _check(run_cmd(["python", "-m", "rnnlab.compose", "params.yaml", *tiny_project["overrides"], *extra], work))
+    return work
+
+
 def _env():
     import os
     import sys
@@ -41,15 +55,7 @@ def _check(proc):
 
 @pytest.mark.timeout(900)
 def test_dvc_repro_on_tiny_data_then_nothing_to_do(tiny_project):
-    work = tiny_project["dir"] / "project"
-    _copy_project(work)
-    # The tiny set-up goes into the copy's conf/config.yaml, so that DVC's own Hydra composition
-    # (`dvc exp run -S ...`) composes the same params.yaml as `rnnlab.compose` does.
-    conf = OmegaConf.load(work / "conf/config.yaml")
-    OmegaConf.save(OmegaConf.merge(conf, OmegaConf.from_dotlist([*tiny_project["overrides"], *GRID])),
-                   work / "conf/config.yaml")
-    # (rnnlab.compose reads the installed project's conf/, so it is given the overrides itself)
-    _check(run_cmd(["python", "-m", "rnnlab.compose", "params.yaml", *tiny_project["overrides"], *GRID], work))
+    work = make_dvc_project(tiny_project, GRID)
     _check(run_cmd(["dvc", "repro"], work, timeout=850))
 
     stats = json.loads((work / "data/raw/tiny/stats.json").read_text())

@@ -12,15 +12,6 @@ from rnnlab.training.evaluate import evaluate, load_model
 from rnnlab.training.train import train
 
 
-@pytest.fixture
-def prepared(tiny_project, monkeypatch):
-    monkeypatch.chdir(tiny_project["dir"])
-    cfg = compose(tiny_project["overrides"])
-    validate(cfg)
-    download(cfg), tokenize(cfg), embed(cfg)
-    return cfg, tiny_project["dir"]
-
-
 def test_train_writes_a_complete_model_folder_and_evaluate_scores_it(prepared):
     cfg, work = prepared
     summary = train(cfg, work / "model", ["unit-test"])

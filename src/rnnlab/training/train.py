@@ -75,7 +75,8 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
     from rnnlab.data.prepare import tokenized_dir
-    from rnnlab.tracking.mlflow_utils import flatten, log_pytorch_model, make_logger, run_tags, system_info
+    from rnnlab.tracking.mlflow_utils import (TrackingError, flatten, log_pytorch_model, make_logger, run_tags,
+                                              system_info)
     from rnnlab.training.callbacks import History
     from rnnlab.training.checkpointing import (BEST_NAME, AtomicCheckpointIO, CheckpointFolder, EpochSeed,
                                                FiniteLoss, ResumeCheckpoint, fingerprint)
@@ -98,8 +99,18 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
         print(f"train: {folder.message}", flush=True)
 
     variant = variant_name(cfg)
-    logger = make_logger(cfg, f"{cfg.data.name}/{variant}/seed{cfg.seed}", run_tags(cfg, overrides or []),
-                         run_id=folder.run_id)
+    run_name, tags = f"{cfg.data.name}/{variant}/seed{cfg.seed}", run_tags(cfg, overrides or [])
+    logger = make_logger(cfg, run_name, tags, run_id=folder.run_id)
+    try:  # create or open the run now (retried): a tracking backend that stays down stops us here
+        _ = logger.run_id
+    except TrackingError:
+        if folder.run_id is None:
+            raise
+        print(f"train: the checkpoint's MLflow run {folder.run_id} cannot be opened; continuing in a new run",
+              flush=True)
+        folder.run_id = None
+        logger = make_logger(cfg, run_name, tags)
+        _ = logger.run_id
     if folder.run_id is None:  # a new run (a resumed one has its parameters already)
         logger.log_hyperparams({**flatten(cfg), **system_info(str(cfg.trainer.accelerator))})
         logger.log_metrics({"parameters": params, "trainable_parameters": trainable}, step=0)

@@ -1,0 +1,103 @@
+"""The tiny pipeline under faults and load: every DVC stage SIGKILLed at the worst moment (work done, output
+not yet renamed) is reported changed by `dvc status` and recovered by `dvc repro`; then two `dvc exp` queue
+workers and a parallel Hydra multirun at the same time lose no MLflow run."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from conftest import ROOT, run_cmd
+from test_pipeline import _check, make_dvc_project
+
+SMALL = ["grid.cell=[lstm]", "grid.pooling=[last]", "translate.grid.cell=[gru]",
+         "translate.grid.attention=[additive]", "translate.trainer.max_epochs=3", "trainer.max_epochs=3"]
+
+# (stage, the output whose rename the kill precedes) in pipeline order
+STAGES = [
+    ("download", "*data/raw/tiny"),
+    ("tokenize", "*data/tokenized/tiny"),
+    ("embed", "*data/embeddings/tiny"),
+    ("train@lstm-last", "*models/classify/tiny/lstm-last"),
+    ("evaluate@lstm-last", "*metrics/classify/tiny/lstm-last.json"),  # its plots folder is already renamed
+    ("report", "*reports/classify/tiny.md"),
+    ("translate_download", "*data/raw/tinypairs"),
+    ("translate_tokenize", "*data/tokenized/tinypairs"),
+    ("translate_embed", "*data/embeddings/tinypairs"),
+    ("translate_train@gru-additive", "*models/translate/tinypairs/gru-additive"),
+    ("translate_evaluate@gru-additive", "*metrics/translate/tinypairs/gru-additive.json"),
+    ("translate_report", "*reports/translate/tinypairs.md"),
+]
+
+
+def _dvc(work, *args, env=None, timeout=600):
+    import os
+    import subprocess
+    import sys
+
+    full_env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}",
+                **(env or {})}
+    return subprocess.run(["dvc", *args], cwd=work, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.timeout(900)
+def test_each_stage_killed_before_its_output_is_renamed_is_seen_as_changed_and_recovered(tiny_project):
+    work = make_dvc_project(tiny_project, SMALL)
+    kills = recovered = 0
+    for stage, pattern in STAGES:
+        killed = _dvc(work, "repro", "-s", stage, env={"RNNLAB_KILL_BEFORE_COMMIT": pattern})
+        assert killed.returncode != 0 and "-9" in killed.stdout + killed.stderr, (stage, killed.stderr[-2000:])
+        kills += 1
+        output = work / pattern.lstrip("*")
+        assert not output.exists(), f"{stage}: {output} looks finished after the kill"
+        status = _check(_dvc(work, "status", stage)).stdout
+        assert stage in status and "up to date" not in status, (stage, status)
+        _check(_dvc(work, "repro", "-s", stage))
+        assert output.exists()
+        recovered += 1
+    assert "Data and pipelines are up to date" in _check(_dvc(work, "status")).stdout
+    assert (kills, recovered) == (len(STAGES), len(STAGES))
+    # no temporary leftovers next to any output
+    assert not [p for p in work.rglob(".*.tmp-*") if ".dvc" not in p.parts]
+    print(f"stages killed before their rename: {kills}, recovered by dvc repro: {recovered}")
+
+
+@pytest.mark.timeout(900)
+def test_two_queue_workers_and_a_parallel_multirun_at_once_record_every_run(tiny_project):
+    from mlflow.tracking import MlflowClient
+
+    work = make_dvc_project(tiny_project, SMALL)
+    _check(_dvc(work, "repro"))
+    for name, seed in (("q1", 1), ("q2", 2)):
+        _check(_dvc(work, "exp", "run", "--queue", "-n", name, "-S", f"seed={seed}"))
+    _check(_dvc(work, "queue", "start", "-j", "2"))
+    sweep = _check(run_cmd(["python", str(ROOT / "pipelines/train.py"), "-m", "hydra/launcher=joblib",
+                            "hydra.launcher.n_jobs=2", "seed=11,12", *tiny_project["overrides"], *SMALL,
+                            "trainer.num_threads=1"], work, timeout=600))
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        status = _dvc(work, "queue", "status").stdout
+        if "Running" not in status and "Queued" not in status:
+            break
+        time.sleep(3)
+    assert "Success" in status and "Failed" not in status, status
+    table = json.loads(_check(_dvc(work, "exp", "show", "--json")).stdout)
+    names = {e.get("name") for base in table for e in (base.get("experiments") or []) for e in e.get("revs") or []}
+    assert {"q1", "q2"} <= names, names
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tiny_project['dir']}/mlruns.db")
+    launched = {"classify": 1 + 2 + 2 + 1, "translate": 1 + 2}  # repro + 2 exps + 2 sweep jobs (+ sweep parent)
+    recorded = {}
+    for task, dataset in (("classify", "tiny"), ("translate", "tinypairs")):
+        runs = client.search_runs([client.get_experiment_by_name(f"rnnlab-{task}-{dataset}").experiment_id])
+        assert all(r.info.status == "FINISHED" for r in runs), [(r.info.run_name, r.info.status) for r in runs]
+        recorded[task] = len(runs)
+        by_exp = sorted(r.data.tags.get("dvc_experiment", "") for r in runs if r.data.tags.get("dvc_experiment"))
+        assert by_exp == ["q1", "q2"], by_exp
+    classify = client.search_runs([client.get_experiment_by_name("rnnlab-classify-tiny").experiment_id])
+    children = [r for r in classify if "mlflow.parentRunId" in r.data.tags]
+    assert sorted(r.data.params["seed"] for r in children) == ["11", "12"], sweep.stderr[-2000:]
+    assert recorded == launched, (recorded, launched)
+    print(f"runs recorded / launched under parallel load: {sum(recorded.values())} / {sum(launched.values())}")
