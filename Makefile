@@ -36,7 +36,7 @@ browser:
 
 # Two test workers, one torch thread each: the two cores run two tests instead of oversubscribing.
 test: $(STAMP) browser
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist load
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 smoke: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" bash .ci/smoke

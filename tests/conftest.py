@@ -83,17 +83,6 @@ def write_tiny_glove(folder: Path, dim: int = 8) -> tuple[Path, Path]:
     return vec_path, words_path
 
 
-def pytest_collection_modifyitems(config, items):
-    """Longest tests first (by their timeout mark), so that under `make test` (pytest-xdist, `--dist
-    load`, which hands out the first tests round-robin) both workers start on a long one and the short
-    tests fill in around them."""
-    def budget(item) -> float:
-        mark = item.get_closest_marker("timeout")
-        return float(mark.args[0]) if mark and mark.args else 0.0
-
-    items.sort(key=budget, reverse=True)  # stable: file order within the same budget
-
-
 @pytest.fixture
 def tiny_project(tmp_path: Path) -> dict:
     """A tiny local data set + fake GloVe, and the Hydra overrides that point the project at them."""
