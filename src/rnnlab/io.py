@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import glob
 import json
 import os
 import shutil
@@ -38,7 +39,7 @@ def _pid_alive(pid: int) -> bool:
 
 def _remove_stale(path: Path) -> None:
     """Temporary siblings left by a killed process (`.<name>.tmp-<pid>-...` whose pid is gone)."""
-    for stale in path.parent.glob(f".{glob_escape(path.name)}.tmp-*"):
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
         pid = stale.name.rsplit(".tmp-", 1)[1].split("-", 1)[0]
         if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
             continue
@@ -46,10 +47,6 @@ def _remove_stale(path: Path) -> None:
             shutil.rmtree(stale, ignore_errors=True)
         else:
             stale.unlink(missing_ok=True)
-
-
-def glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def _tmp_sibling(path: Path) -> Path:
