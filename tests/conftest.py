@@ -122,9 +122,9 @@ def prepared(tiny_project, monkeypatch):
     return cfg, tiny_project["dir"]
 
 
-def run_cmd(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run a command with the venv's bin first on PATH; the caller checks returncode."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    return proc
+def run_cmd(args: list[str], cwd: Path, timeout: int = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a command with the venv's bin first on PATH and `env` added; the caller checks returncode."""
+    full_env = {**os.environ, **(env or {})}
+    full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    return subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
