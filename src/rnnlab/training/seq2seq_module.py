@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import torchmetrics
 from torch import nn
 
-from rnnlab.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from rnnlab.data.tokenizer import BOS_ID, EOS_ID
 from rnnlab.models.decoding import greedy_decode
 from rnnlab.models.seq2seq import build_seq2seq
-from rnnlab.training.module import configure_optimizers
+from rnnlab.training.module import configure_optimizers, epoch_metric
 
 
 def teacher_forcing_ratio(model_cfg: dict, epoch: int, max_epochs: int) -> float:
@@ -28,27 +29,26 @@ class Seq2SeqModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["embeddings", "target_tokenizer", "val_keys", "val_references"])
         self.model = build_seq2seq(model_cfg, src_vocab_size, tgt_vocab_size, embeddings)
-        self.loss = nn.CrossEntropyLoss(ignore_index=PAD_ID, label_smoothing=float(model_cfg["label_smoothing"]))
+        self.metrics = nn.ModuleDict({f"{split}_loss": torchmetrics.MeanMetric() for split in ("train", "val")})
         self.target_tokenizer = target_tokenizer
         self.val_keys, self.val_references = val_keys, val_references
         self._val_hypotheses: dict[str, str] = {}
 
     def _loss(self, batch: dict, teacher_forcing: float) -> torch.Tensor:
-        logits = self.model(batch["ids"], batch["lengths"], batch["tgt_in"], teacher_forcing)  # (b, t, vocab)
-        return self.loss(logits.reshape(-1, logits.size(-1)), batch["tgt_out"].reshape(-1))
+        return self.model.loss(batch["ids"], batch["lengths"], batch["tgt_in"], batch["tgt_out"], teacher_forcing,
+                               float(self.hparams.model_cfg["label_smoothing"]))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         ratio = teacher_forcing_ratio(self.hparams.model_cfg, self.current_epoch, self.trainer.max_epochs)
         loss = self._loss(batch, ratio)
-        size = batch["ids"].size(0)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=size)
-        self.log("teacher_forcing", ratio, on_step=False, on_epoch=True, batch_size=size)
+        epoch_metric(self, "train_loss", batch_idx, loss.detach(), weight=batch["ids"].size(0))
+        if batch_idx == 0:  # constant within an epoch
+            self.log("teacher_forcing", ratio, on_step=False, on_epoch=True)
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         # The loss is teacher-forced (a perplexity); BLEU below decodes without the reference.
-        loss = self._loss(batch, 1.0)
-        self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=batch["ids"].size(0), sync_dist=True)
+        epoch_metric(self, "val_loss", batch_idx, self._loss(batch, 1.0), weight=batch["ids"].size(0))
         if self.target_tokenizer is None or self.val_keys is None:
             return
         from rnnlab.data.tokenizer import detokenize

@@ -137,7 +137,7 @@ def evaluate_translation(tokenized: Path, model_dir: Path, metrics_path: Path, p
     test = dataset["test"]
     _, first, references = group_references(test["source"], test["target"])
     keys = list(first)  # unique sources in file order
-    all_source_ids, all_sources = test["source_ids"], test["source"]  # columns read once, not row by row
+    all_source_ids, all_sources = test["source_ids"][:], test["source"][:]  # read once, not row by row
     source_ids = [all_source_ids[first[k]] for k in keys]
     refs = [references[k] for k in keys]
     beam = int(translator.decoding["beam"])
