@@ -58,8 +58,13 @@ def commit() -> str:
         return "unknown"
 
 
-def matmul_flops(size: int = 1024, seconds: float = 2.0, device: str = "cpu", dtype=None) -> float:
-    """Measured FLOP/s of a square fp32 (or `dtype`) matmul with torch's current thread count."""
+def matmul_flops(size: int = 1024, seconds: float = 2.0, device: str = "cpu", dtype=None, rounds: int = 5) -> float:
+    """Measured FLOP/s of a square fp32 (or `dtype`) matmul with torch's current thread count: the best of
+    `rounds` timed loops of `seconds / rounds` each (other load on the machine only lowers a round)."""
+    return max(_matmul_round(size, seconds / rounds, device, dtype) for _ in range(rounds))
+
+
+def _matmul_round(size: int, seconds: float, device: str, dtype) -> float:
     import torch
 
     dtype = dtype or torch.float32

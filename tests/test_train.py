@@ -72,6 +72,18 @@ def test_cosine_schedule_and_word_dropout_train(prepared):
     assert summary["epochs_run"] == 2
 
 
+def test_bf16_mixed_precision_trains_with_gradient_clipping(prepared):
+    """The optimizer is fused in full precision only: Lightning's mixed precision refuses to clip a fused
+    optimizer's gradients (found by benchmarks/bench_train.py --precision bf16-mixed)."""
+    cfg, work = prepared
+    cfg.trainer.precision = "bf16-mixed"
+    cfg.trainer.max_epochs = 1
+    assert cfg.trainer.gradient_clip_val > 0
+    validate(cfg)
+    summary = train(cfg, work / "bf16", [])
+    assert summary["epochs_run"] == 1 and all(torch.isfinite(torch.tensor(r["train_loss"])) for r in summary["history"])
+
+
 def test_same_seed_gives_identical_weights(prepared):
     cfg, work = prepared
     cfg.trainer.max_epochs = 1
