@@ -144,3 +144,16 @@ def test_translation_output_layer_options_are_checked(overrides, match):
     with pytest.raises(ConfigError, match=match):
         validate(task_config(compose(overrides), "translate"))
     validate(task_config(compose(["translate.model.output_layer=adaptive"]), "translate"))
+
+
+def test_task_config_of_an_unresolved_hydra_job_config_resolves_the_subtree_references():
+    """A Hydra job hands over its config unresolved; `task=translate` must still resolve
+    tracking.experiment_name, which refers to ${translate.task.name} (the interactive CLI failed on it)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        raw = hydra_compose(config_name="config", overrides=["task=translate"])
+    cfg = task_config(raw, "translate")
+    assert cfg.tracking.experiment_name == "rnnlab-translate-anki_spa_eng"
+    validate(cfg)

@@ -61,6 +61,9 @@ def task_config(cfg: DictConfig, task: str | None = None) -> DictConfig:
     task = task or cfg.task.name
     if task not in TASKS:
         raise ConfigError(f"task={task!r} is not supported. Allowed tasks: {', '.join(TASKS)}")
+    # Resolved first: a root value may interpolate the subtree (tracking.experiment_name of a Hydra job
+    # refers to ${translate.task.name}), and the subtree is dropped below.
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     base = {k: v for k, v in cfg.items() if k not in SUBTREE_TASKS}
     out = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(base)))
     if task in SUBTREE_TASKS:
