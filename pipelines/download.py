@@ -6,7 +6,7 @@ from rnnlab.data.prepare import download
 
 def run(cfg):
     stats = download(cfg)
-    print(f"download: {cfg.data.name} -> {stats['counts']}")
+    print(f"download: {cfg.data.name} -> {stats['counts']}, {stats['seconds']:.2f}s")
 
 
 if __name__ == "__main__":
