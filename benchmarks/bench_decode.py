@@ -2,10 +2,10 @@
 and greedy against beam 5 (with their BLEU on the same sentences, so speed is never bought with quality
 unknowingly).
 
-    .venv/bin/python benchmarks/bench_decode.py [--model models/translate/anki_spa_eng/gru-additive]
+    .venv/bin/python benchmarks/bench_decode.py [--model models/seq2seq/anki_spa_eng/gru-additive]
 
 Uses the pipeline's trained model and test split (`dvc repro` first) and the project's own
-`rnnlab.training.translation.translate_ids`, the function the evaluate stage and the translate CLI call.
+`rnnlab.tasks.seq2seq.evaluate.translate_ids`, the function the evaluate stage and the predict CLI call.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import common  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="models/translate/anki_spa_eng/gru-additive")
+    ap.add_argument("--model", default="models/seq2seq/anki_spa_eng/gru-additive")
     ap.add_argument("--tokenized", default="data/tokenized/anki_spa_eng")
     ap.add_argument("--sentences", type=int, default=512, help="test sources decoded in each setting")
     ap.add_argument("--single", type=int, default=64, help="sources decoded one at a time (slow)")
@@ -30,11 +30,10 @@ def main() -> None:
 
     import torch
 
-    from rnnlab.data.pairs import group_references
-    from rnnlab.data.prepare import load_tokenized_pairs
     from rnnlab.data.tokenizer import detokenize
-    from rnnlab.training.bleu import corpus_scores
-    from rnnlab.training.translation import load_translator, translate_ids
+    from rnnlab.tasks.seq2seq.bleu import corpus_scores
+    from rnnlab.tasks.seq2seq.data import group_references, load_tokenized_pairs
+    from rnnlab.tasks.seq2seq.evaluate import load_translator, translate_ids
 
     translator = load_translator(common.ROOT / a.model)
     data, _ = load_tokenized_pairs(common.ROOT / a.tokenized)

@@ -1,5 +1,5 @@
 """The translation model's output layer: full softmax over the target vocabulary against an adaptive
-softmax (`translate.model.output_layer=adaptive`, torch's nn.AdaptiveLogSoftmaxWithLoss: frequent words
+softmax (`seq2seq.model.output_layer=adaptive`, torch's nn.AdaptiveLogSoftmaxWithLoss: frequent words
 in a full-width head, rarer ones in narrower clusters), and a smaller target vocabulary.
 
     .venv/bin/python benchmarks/bench_output_layer.py
@@ -20,9 +20,9 @@ import common  # noqa: E402
 
 SETTINGS = {
     "full softmax, 6000 words": [],
-    "adaptive [2000], 6000 words": ["translate.model.output_layer=adaptive", "translate.model.adaptive_cutoffs=[2000]"],
-    "adaptive [1000,3000], 6000 words": ["translate.model.output_layer=adaptive",
-                                         "translate.model.adaptive_cutoffs=[1000,3000]"],
+    "adaptive [2000], 6000 words": ["seq2seq.model.output_layer=adaptive", "seq2seq.model.adaptive_cutoffs=[2000]"],
+    "adaptive [1000,3000], 6000 words": ["seq2seq.model.output_layer=adaptive",
+                                         "seq2seq.model.adaptive_cutoffs=[1000,3000]"],
 }
 
 
@@ -38,7 +38,7 @@ def main() -> None:
     shares: dict[str, float] = {}
     for repeat in range(a.repeats):
         for name, overrides in SETTINGS.items():
-            out = common.run_worker(script, ["--task", "translate", "--epochs", str(a.epochs), "--batches",
+            out = common.run_worker(script, ["--family", "seq2seq", "--epochs", str(a.epochs), "--batches",
                                              str(a.batches), "--worker", "bare", *overrides])
             rates[name] += out["tokens_per_second"][1:]
             shares[name] = out["rnn_flop_share"]

@@ -41,7 +41,7 @@ def encoder_rate(ids, groups, mode: str, device: str, repeats: int) -> float:
     import torch
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-    from rnnlab.data.batching import _pad
+    from rnnlab.data.batching import pad as _pad
     from rnnlab.models.encoders import RecurrentEncoder
 
     torch.manual_seed(0)
@@ -80,7 +80,8 @@ def main() -> None:
     ap.add_argument("--label", default="current")
     a = ap.parse_args()
 
-    from rnnlab.data.prepare import load_tokenized, load_tokenized_pairs
+    from rnnlab.tasks.classify.data import load_tokenized
+    from rnnlab.tasks.seq2seq.data import load_tokenized_pairs
 
     classify, _ = load_tokenized(common.ROOT / "data/tokenized/rotten_tomatoes")
     pairs, _ = load_tokenized_pairs(common.ROOT / "data/tokenized/anki_spa_eng")

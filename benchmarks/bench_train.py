@@ -2,8 +2,8 @@
 stage runs it: MLflow logging, checkpoint folder, callbacks, DataLoader) against a bare PyTorch loop
 written here over the identical model, optimizer, schedule, gradient clipping, data and batches.
 
-    .venv/bin/python benchmarks/bench_train.py --task classify            # or --task translate
-    .venv/bin/python benchmarks/bench_train.py --task translate --precision bf16-mixed
+    .venv/bin/python benchmarks/bench_train.py --family classify            # or --family seq2seq
+    .venv/bin/python benchmarks/bench_train.py --family seq2seq --precision bf16-mixed
 
 Each implementation runs in its own process (own peak RSS), alternated `--repeats` times. Throughput is
 tokens per second of the training batches (source tokens + decoder steps, padding excluded, counted
@@ -14,7 +14,7 @@ every data-loading and logging cost. It also reports achieved FLOP/s of the trai
 counted analytically, all other ops by torch's FlopCounterMode, padding included since it is computed)
 as a share of this machine's measured fp32 matmul FLOP/s.
 
-Needs the pipeline's data stages (`dvc repro tokenize embed translate_tokenize translate_embed`).
+Needs the pipeline's data stages (`dvc repro classify_embed seq2seq_embed`).
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-DEFAULTS = {"classify": {"epochs": 3, "batches": 0}, "translate": {"epochs": 3, "batches": 120}}
+DEFAULTS = {"classify": {"epochs": 3, "batches": 0}, "seq2seq": {"epochs": 3, "batches": 120}}
 
 
 def config(task: str, epochs: int, batches: int, precision: str, extra: list[str]):
     from rnnlab.config import load_params
 
-    prefix = "translate." if task == "translate" else ""
-    items = [f"task={task}", f"{prefix}trainer.max_epochs={epochs}", f"{prefix}trainer.min_epochs={epochs}",
+    prefix = f"{task}."
+    items = [f"family={task}", f"{prefix}trainer.max_epochs={epochs}", f"{prefix}trainer.min_epochs={epochs}",
              f"{prefix}trainer.patience={epochs + 1}", f"{prefix}trainer.precision={precision}",
              f"{prefix}trainer.progress_bar=false"]
     if batches:
@@ -63,9 +63,9 @@ def _rnn_flops(counter: list):
 def bare(cfg, task: str, epochs: int, batches: int, precision: str) -> dict:
     import torch
 
-    from rnnlab.data.batching import BucketBatchSampler, collate, collate_pairs
-    from rnnlab.data.prepare import embeddings_dir, load_matrix, load_tokenized, load_tokenized_pairs, tokenized_dir
-    from rnnlab.training.module import configure_optimizers
+    from rnnlab.data.batching import BucketBatchSampler
+    from rnnlab.data.prepare import embeddings_dir, load_matrix, tokenized_dir
+    from rnnlab.training.optim import configure_optimizers
 
     if cfg.trainer.num_threads:
         torch.set_num_threads(int(cfg.trainer.num_threads))
@@ -73,8 +73,10 @@ def bare(cfg, task: str, epochs: int, batches: int, precision: str) -> dict:
     torch.use_deterministic_algorithms(bool(cfg.trainer.deterministic))  # as the Trainer sets it
     matrix = load_matrix(embeddings_dir(cfg))
     seed, size = int(cfg.seed), int(cfg.optim.batch_size)
-    if task == "translate":
-        from rnnlab.models.seq2seq import build_seq2seq
+    if task == "seq2seq":
+        from rnnlab.tasks.seq2seq.data import load_tokenized_pairs
+        from rnnlab.tasks.seq2seq.model import build_seq2seq
+        from rnnlab.tasks.seq2seq.module import collate as collate_pairs
 
         data, tokenizers = load_tokenized_pairs(tokenized_dir(cfg))
         src, tgt = list(data["train"]["source_ids"]), list(data["train"]["target_ids"])
@@ -87,7 +89,9 @@ def bare(cfg, task: str, epochs: int, batches: int, precision: str) -> dict:
         forward = lambda b: model.loss(b["ids"], b["lengths"], b["tgt_in"], b["tgt_out"], 1.0, smoothing)  # noqa: E731
         prefix = "src_embedding."
     else:
-        from rnnlab.models.classifier import build_classifier
+        from rnnlab.tasks.classify.data import load_tokenized
+        from rnnlab.tasks.classify.model import build_classifier
+        from rnnlab.tasks.classify.module import collate
 
         data, _ = load_tokenized(tokenized_dir(cfg))
         ids, labels = list(data["train"]["input_ids"]), list(data["train"]["label"])
@@ -169,7 +173,7 @@ def lightning(cfg, task: str, epochs: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--task", choices=["classify", "translate"], default="classify")
+    ap.add_argument("--family", dest="task", choices=["classify", "seq2seq"], default="classify")
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--batches", type=int, help="training batches per epoch (0: all)")
     ap.add_argument("--repeats", type=int, default=2)
@@ -188,7 +192,7 @@ def main() -> None:
 
     import torch
 
-    args = ["--task", a.task, "--epochs", str(epochs), "--batches", str(batches), "--precision", a.precision,
+    args = ["--family", a.task, "--epochs", str(epochs), "--batches", str(batches), "--precision", a.precision,
             *a.overrides]
     runs: dict[str, list[dict]] = {"bare": [], "lightning": []}
     for repeat in range(a.repeats):
@@ -204,7 +208,7 @@ def main() -> None:
     peak = common.matmul_flops()
     achieved = max(run["achieved_flops"] for run in runs["bare"])  # best of the repeats, as the peak
     figures = {
-        "task": a.task, "precision": a.precision, "epochs": epochs,
+        "family": a.task, "precision": a.precision, "epochs": epochs,
         "batches_per_epoch": runs["bare"][0]["batches_per_epoch"],
         "bare_tokens_per_second": round(rate["bare"]),
         "lightning_tokens_per_second": round(rate["lightning"]),
@@ -222,7 +226,7 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
     }
     command = "python benchmarks/bench_train.py " + " ".join(
-        ["--task", a.task, "--precision", a.precision, "--repeats", str(a.repeats), "--label", a.label, *a.overrides])
+        ["--family", a.task, "--precision", a.precision, "--repeats", str(a.repeats), "--label", a.label, *a.overrides])
     common.record(f"train_throughput_{a.task}" + ("_bf16" if a.precision != "32-true" else ""), a.label, figures,
                   command)
     for key, value in figures.items():

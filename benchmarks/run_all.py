@@ -17,7 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 NEEDED = ["data/tokenized/rotten_tomatoes", "data/tokenized/anki_spa_eng", "data/embeddings/rotten_tomatoes",
-          "data/embeddings/anki_spa_eng", "models/translate/anki_spa_eng/gru-additive/model.pt"]
+          "data/embeddings/anki_spa_eng", "models/seq2seq/anki_spa_eng/gru-additive/model.pt"]
 
 
 def main() -> None:
@@ -29,8 +29,8 @@ def main() -> None:
     if missing:
         sys.exit(f"error: the benchmarks read the pipeline's outputs and these are missing: {', '.join(missing)}. "
                  "Run `make repro` first.")
-    runs = [["bench_data.py"], ["bench_train.py", "--task", "classify"], ["bench_train.py", "--task", "translate"],
-            ["bench_train.py", "--task", "classify", "--precision", "bf16-mixed"], ["bench_padding.py"],
+    runs = [["bench_data.py"], ["bench_train.py", "--family", "classify"], ["bench_train.py", "--family", "seq2seq"],
+            ["bench_train.py", "--family", "classify", "--precision", "bf16-mixed"], ["bench_padding.py"],
             ["bench_output_layer.py"], ["bench_decode.py"], ["bench_bf16.py"]]
     for run in runs:
         if a.only and run[0] not in a.only:

@@ -1,7 +1,7 @@
 """Bare PyTorch training loop for the translation model (no Lightning, no DVC, no MLflow).
 
 Used to choose the translation defaults (issue 3) and as the reference loop for issue 6's
-comparisons. Same model class as the pipeline (rnnlab.models.seq2seq.Seq2Seq), its own data
+comparisons. Same model class as the pipeline (rnnlab.tasks.seq2seq.model.Seq2Seq), its own data
 preparation (length filter, split by unique English sentence, random training subset), Adam with a
 per-step cosine schedule, sorted batches in shuffled order; greedy BLEU on up to --ntest unique
 test sentences after every epoch, then beam 5.
@@ -17,8 +17,8 @@ import numpy as np, pandas as pd, torch
 from omegaconf import OmegaConf
 from rnnlab.data.sources import package_file
 from rnnlab.data.tokenizer import build_tokenizer, detokenize, BOS_ID, EOS_ID, PAD_ID
-from rnnlab.models.seq2seq import Seq2Seq
-from rnnlab.models.decoding import greedy_decode, beam_search
+from rnnlab.tasks.seq2seq.model import Seq2Seq
+from rnnlab.tasks.seq2seq.decoding import greedy_decode, beam_search
 from rnnlab.data.glove import build_matrix
 import sacrebleu
 
@@ -71,7 +71,7 @@ emb = None
 if a.glove:
     from rnnlab.data.glove import load_vectors
     from rnnlab.config import compose
-    words, vecs = load_vectors(compose().embeddings)
+    words, vecs = load_vectors(compose().seq2seq.embeddings)
     emb, found = build_matrix(st.get_vocab(), words, vecs, seed=0, pad_id=0)
     print('glove found', found.mean())
 model = Seq2Seq(st.get_vocab_size(), tt.get_vocab_size(), a.cell, 50, a.emb, a.hidden, 1, 1, bool(a.bidir), a.drop, a.att, False, emb)

@@ -1,9 +1,9 @@
 """Rebuild an "is the difference real?" report from MLflow runs alone (Hydra sweeps, dvc repro, dvc exp).
 
-    python pipelines/compare.py --experiment-name rnnlab-classify-rotten_tomatoes --factor model.cell
-    python pipelines/compare.py --comparison lstm_vs_gru            # factor/metric/experiment from conf/experiment/
-    python pipelines/compare.py --experiment-name rnnlab-translate-anki_spa_eng --factor model.attention \\
-        --metric test_bleu_beam --where model.cell=gru --out reports/compare/attention-gru.md
+    python pipelines/compare.py --comparison NAME          # factor/metric/experiment from conf/experiment/NAME.yaml
+    python pipelines/compare.py --experiment-name rnnlab-F-DATASET --factor F.model.cell   (F: a task family)
+    python pipelines/compare.py --experiment-name rnnlab-F-DATASET --factor F.model.attention \\
+        --metric test_bleu_beam --where F.model.cell=gru --out reports/compare/attention-gru.md
 
 Writes the markdown report and one figure per group of comparable runs (default reports/compare/).
 """
@@ -15,30 +15,16 @@ import shlex
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from rnnlab.config import CONF_DIR
 from rnnlab.errors import RnnlabError
-
-
-DEFAULT_DATASETS = {"classify": "rotten_tomatoes", "translate": "anki_spa_eng"}
-
-
-def _comparison(name: str) -> dict:
-    path = Path(CONF_DIR) / "experiment" / f"{name}.yaml"
-    if not path.is_file():
-        names = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
-        raise RnnlabError(f"--comparison {name!r}: no {path}; known comparisons: {', '.join(names)}")
-    return OmegaConf.to_container(OmegaConf.load(path))["comparison"]
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiment-name", help="MLflow experiment (default: the comparison's)")
     parser.add_argument("--comparison", help="a name from conf/experiment/ (sets factor, metric, experiment)")
-    parser.add_argument("--dataset", help="with --comparison: the data set of the runs (default: the task's default)")
-    parser.add_argument("--factor", help="logged config key that differs between variants, e.g. model.cell")
-    parser.add_argument("--metric", help="score to compare (default test_acc / test_bleu_beam by task)")
+    parser.add_argument("--dataset", help="with --comparison: the data set of the runs (default: the family's default)")
+    parser.add_argument("--factor", help="logged config key that differs between variants, e.g. <family>.model.cell")
+    parser.add_argument("--metric", help="score to compare (default: the family's, e.g. test_acc)")
     parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                         help="keep only runs whose logged param KEY equals VALUE (repeatable)")
     parser.add_argument("--tracking-uri", default="sqlite:///mlruns.db")
@@ -46,19 +32,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--alpha", type=float, default=0.05)
     args = parser.parse_args(argv)
     try:
-        from rnnlab.reporting.compare import write_comparison
+        from rnnlab.reporting.compare import comparison_preset, write_comparison
 
-        preset = _comparison(args.comparison) if args.comparison else {}
+        preset = comparison_preset(args.comparison, args.dataset) if args.comparison else {}
         factor = args.factor or preset.get("factor")
         metric = args.metric or preset.get("metric")
-        experiment = args.experiment_name
-        if not experiment and preset:
-            experiment = f"rnnlab-{preset['task']}-{args.dataset or DEFAULT_DATASETS[preset['task']]}"
+        experiment = args.experiment_name or preset.get("experiment")
         if not factor or not experiment:
             raise RnnlabError("give --factor and --experiment-name, or --comparison NAME (conf/experiment/NAME.yaml)")
         bad = [w for w in args.where if "=" not in w]
         if bad:
-            raise RnnlabError(f"--where {bad[0]!r}: expected KEY=VALUE, e.g. --where model.pooling=last")
+            raise RnnlabError(f"--where {bad[0]!r}: expected KEY=VALUE, e.g. --where <family>.model.pooling=last")
         if not 0 < args.alpha < 1:
             raise RnnlabError(f"--alpha {args.alpha}: must lie between 0 and 1, e.g. 0.05")
         where = dict(w.split("=", 1) for w in args.where)

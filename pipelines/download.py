@@ -1,13 +1,7 @@
-"""DVC stage `download`: packaged/hub/local data -> data/raw/<dataset>/ (datasets on disk + stats.json)."""
+"""DVC stage `<family>_download`: packaged/hub/local data -> data/raw/<dataset>/ (datasets on disk + stats.json)."""
 
 from rnnlab.config import cli
-from rnnlab.data.prepare import download
-
-
-def run(cfg):
-    stats = download(cfg)
-    print(f"download: {cfg.data.name} -> {stats['counts']}, {stats['seconds']:.2f}s")
-
+from rnnlab.stages import download
 
 if __name__ == "__main__":
-    cli(run, "download")
+    cli(download, "download")

@@ -1,13 +1,7 @@
-"""DVC stage `tokenize`: data/raw/<dataset>/ -> data/tokenized/<dataset>/ (tokenizer.json + ids)."""
+"""DVC stage `<family>_tokenize`: data/raw/<dataset>/ -> data/tokenized/<dataset>/ (tokenizer(s) + ids)."""
 
 from rnnlab.config import cli
-from rnnlab.data.prepare import tokenize
-
-
-def run(cfg):
-    stats = tokenize(cfg)
-    print(f"tokenize: vocabulary {stats['vocab_size']}, {stats['tokens_per_second']:,} tokens/s")
-
+from rnnlab.stages import tokenize
 
 if __name__ == "__main__":
-    cli(run, "tokenize")
+    cli(tokenize, "tokenize")

@@ -13,6 +13,13 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: trains a model, runs DVC or a subprocess pipeline, drives a browser, "
+                                       "or otherwise takes more than about 2 s (`make test-fast` deselects them)")
+
+
 POSITIVE = ["good", "great", "lovely", "superb", "fun"]
 NEGATIVE = ["bad", "awful", "dull", "boring", "weak"]
 FILLER = ["the", "movie", "was", "a", "plot", "actors", "film", "and", "really", "story"]
@@ -56,21 +63,21 @@ def make_pairs(seed: int = 0) -> list[tuple[str, str]]:
 
 
 def tiny_translation_overrides(folder: Path, vec_path: Path, words_path: Path) -> list[str]:
-    """A tiny local pairs file and the overrides that make `translate.*` train on it in seconds."""
+    """A tiny local pairs file and the overrides that make `seq2seq.*` train on it in seconds."""
     pairs_csv = folder / "pairs.csv"
     with pairs_csv.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["en", "es"])
         writer.writerows(make_pairs())
     return [
-        "translate.data.name=tinypairs", "translate.data.source=local", f"translate.data.local.train={pairs_csv}",
-        "translate.data.split.val_fraction=0.1", "translate.data.split.test_fraction=0.1",
-        "translate.embeddings.source=local", f"translate.embeddings.local.vectors={vec_path}",
-        f"translate.embeddings.local.words={words_path}",
-        "translate.model.hidden_size=32", "translate.model.tgt_embedding_dim=16", "translate.model.dropout=0.0",
-        "translate.model.decoding.beam=3", "translate.optim.batch_size=16", "translate.optim.lr=0.01",
-        "translate.optim.embedding_lr=0.01", "translate.trainer.max_epochs=12", "translate.trainer.patience=12",
-        "translate.trainer.progress_bar=false",
+        "seq2seq.data.name=tinypairs", "seq2seq.data.source=local", f"seq2seq.data.local.train={pairs_csv}",
+        "seq2seq.data.split.val_fraction=0.1", "seq2seq.data.split.test_fraction=0.1",
+        "seq2seq.embeddings.source=local", f"seq2seq.embeddings.local.vectors={vec_path}",
+        f"seq2seq.embeddings.local.words={words_path}",
+        "seq2seq.model.hidden_size=32", "seq2seq.model.tgt_embedding_dim=16", "seq2seq.model.dropout=0.0",
+        "seq2seq.model.decoding.beam=3", "seq2seq.optim.batch_size=16", "seq2seq.optim.lr=0.01",
+        "seq2seq.optim.embedding_lr=0.01", "seq2seq.trainer.max_epochs=12", "seq2seq.trainer.patience=12",
+        "seq2seq.trainer.progress_bar=false",
     ]
 
 
@@ -95,12 +102,12 @@ def tiny_project(tmp_path: Path) -> dict:
         writer.writerows(zip(texts, labels))
     vec_path, words_path = write_tiny_glove(tmp_path / "inputs")
     overrides = [
-        "data.name=tiny", "data.source=local", f"data.local.train={train_csv}",
-        "embeddings.source=local", f"embeddings.local.vectors={vec_path}",
-        f"embeddings.local.words={words_path}",
-        "model.hidden_size=16", "optim.batch_size=16", "optim.lr=0.02", "optim.embedding_lr=0.05",
-        "model.embedding_dropout=0.0", "trainer.max_epochs=6", "trainer.patience=6",
-        "trainer.progress_bar=false",
+        "classify.data.name=tiny", "classify.data.source=local", f"classify.data.local.train={train_csv}",
+        "classify.embeddings.source=local", f"classify.embeddings.local.vectors={vec_path}",
+        f"classify.embeddings.local.words={words_path}",
+        "classify.model.hidden_size=16", "classify.optim.batch_size=16", "classify.optim.lr=0.02",
+        "classify.optim.embedding_lr=0.05", "classify.model.embedding_dropout=0.0", "classify.trainer.max_epochs=6",
+        "classify.trainer.patience=6", "classify.trainer.progress_bar=false",
         f"tracking.tracking_uri=sqlite:///{tmp_path}/mlruns.db",
         f"tracking.artifact_location={tmp_path}/mlartifacts",
         *tiny_translation_overrides(tmp_path / "inputs", vec_path, words_path),
@@ -111,14 +118,16 @@ def tiny_project(tmp_path: Path) -> dict:
 
 @pytest.fixture
 def prepared(tiny_project, monkeypatch):
-    """The tiny project's download, tokenize and embed stages run in-process; returns (cfg, folder)."""
-    from rnnlab.config import compose, validate
-    from rnnlab.data.prepare import download, embed, tokenize
+    """The tiny project's classification download, tokenize and embed stages run in-process; returns
+    (view, folder), the view being the validated `classify` family view of the composed config."""
+    from rnnlab.config import compose, family_view, validate
+    from rnnlab.data.prepare import run_data_stage
 
     monkeypatch.chdir(tiny_project["dir"])
-    cfg = compose(tiny_project["overrides"])
+    cfg = family_view(compose(tiny_project["overrides"]), "classify")
     validate(cfg)
-    download(cfg), tokenize(cfg), embed(cfg)
+    for stage in ("download", "tokenize", "embed"):
+        run_data_stage(cfg, stage)
     return cfg, tiny_project["dir"]
 
 

@@ -14,33 +14,33 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import ROOT, write_tiny_glove
-from rnnlab.config import compose, validate
+from rnnlab.config import compose, family_view, validate
 from rnnlab.errors import ConfigError, DataError
 
 
 # ---- configuration: wrong type or out of range, named with key, value and what is allowed -------------
 
 @pytest.mark.parametrize("override, expected", [
-    ("model.hidden_size=abc", "model.hidden_size='abc' is out of range: expected int in [1, 8192]"),
-    ("optim.lr=[0.1]", "optim.lr=[0.1] is out of range: expected float"),
-    ("trainer.devices=0", "trainer.devices=0 is out of range: expected int in [1, 4096]"),
+    ("classify.model.hidden_size=abc", "classify.model.hidden_size='abc' is out of range: expected int in [1, 8192]"),
+    ("classify.optim.lr=[0.1]", "classify.optim.lr=[0.1] is out of range: expected float"),
+    ("classify.trainer.devices=0", "classify.trainer.devices=0 is out of range: expected int in [1, 4096]"),
     ("tracking.retries=-1", "tracking.retries=-1 is out of range"),
-    ("trainer.gradient_clip_val=-1.0", "trainer.gradient_clip_val=-1.0 is out of range"),
-    ("model.cell=lstmm", "Allowed values: rnn, lstm, gru"),
-    ("trainer.precision=fp8", "Allowed values: 32-true"),
+    ("classify.trainer.gradient_clip_val=-1.0", "classify.trainer.gradient_clip_val=-1.0 is out of range"),
+    ("classify.model.cell=lstmm", "Allowed values: rnn, lstm, gru"),
+    ("classify.trainer.precision=fp8", "Allowed values: 32-true"),
 ])
 def test_config_values_of_the_wrong_type_or_range_are_rejected_with_key_value_and_allowed(override, expected):
     with pytest.raises(ConfigError) as err:
-        validate(compose([override]))
+        validate(family_view(compose([override]), "classify"))
     assert expected in str(err.value)
 
 
 # ---- data and embedding files ------------------------------------------------------------------------
 
 def _local(path):
-    from rnnlab.data.sources import load_source
+    from rnnlab.data.sources import load_labeled
 
-    return load_source(OmegaConf.create({"source": "local", "local": {
+    return load_labeled(OmegaConf.create({"source": "local", "local": {
         "train": str(path), "validation": None, "test": None, "text_column": "text", "label_column": "label",
         "label_names": None}, "split": {"val_fraction": 0.1, "test_fraction": 0.1, "seed": 1}}))
 
@@ -165,9 +165,11 @@ def test_bad_files_are_clear_data_errors(case, tmp_path):
 # ---- damaged stage outputs and a model of other data --------------------------------------------------
 
 
+@pytest.mark.slow  # trains a model
 def test_damaged_stage_outputs_and_a_model_of_other_data_are_rejected(prepared):
-    from rnnlab.data.prepare import embeddings_dir, load_matrix, load_tokenized, tokenized_dir
-    from rnnlab.training.evaluate import evaluate
+    from rnnlab.data.prepare import embeddings_dir, load_matrix, tokenized_dir
+    from rnnlab.tasks.classify.data import load_tokenized
+    from rnnlab.tasks.classify.evaluate import evaluate
     from rnnlab.training.train import train
 
     cfg, work = prepared
@@ -200,10 +202,11 @@ def test_damaged_stage_outputs_and_a_model_of_other_data_are_rejected(prepared):
 @pytest.mark.parametrize("args, stdin, expected", [
     (["pipelines/train.py", "--params"], None, "--params needs a file"),
     (["pipelines/train.py", "--params", "nope.yaml"], None, "nope.yaml does not exist"),
-    (["pipelines/train.py", "--params", "params.yaml", "model.cell"], None, "is not of the form key=value"),
-    (["pipelines/train.py", "--params", "params.yaml", "model.cells=gru"], None, "does not exist in params.yaml"),
+    (["pipelines/train.py", "--params", "params.yaml", "classify.model.cell"], None, "is not of the form key=value"),
+    (["pipelines/train.py", "--params", "params.yaml", "classify.model.cells=gru"], None,
+     "does not exist in params.yaml"),
     (["pipelines/compare.py"], None, "error:"),
-    (["pipelines/translate.py", "--model", "models/none"], b"\x00\xff\xfe binary \x89PNG\r\n", "does not exist"),
+    (["pipelines/predict.py", "--model", "models/none"], b"\x00\xff\xfe binary \x89PNG\r\n", "does not exist"),
 ])
 def test_command_lines_given_nothing_or_junk_exit_2_with_a_message(args, stdin, expected):
     import subprocess

@@ -13,7 +13,9 @@ from rnnlab.errors import ConfigError
 from rnnlab.reporting.compare import group_runs, holm, load_runs, paired_difference, write_comparison
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = {"model.pooling": "attention", "optim.lr": "0.002", "data.name": "synthetic", "task.name": "classify"}
+BASE = {"classify.model.pooling": "attention", "classify.optim.lr": "0.002", "classify.data.name": "synthetic",
+        "family": "classify"}
+FACTOR = "classify.model.cell"
 
 
 def _log_runs(uri, experiment, rows, parent=None):
@@ -25,12 +27,12 @@ def _log_runs(uri, experiment, rows, parent=None):
     exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
     ids = []
     for cell, seed, score, extra in rows:
-        tags = {"task": "classify", "launcher": "hydra"}
+        tags = {"family": "classify", "launcher": "hydra"}
         if parent:
             tags["mlflow.parentRunId"] = parent
         run = client.create_run(exp_id, run_name=f"{cell}/seed{seed}", tags=tags)
         rid = run.info.run_id
-        params = {**BASE, **extra, "model.cell": cell, "seed": str(seed), "system.torch": "x", "out_dir": f"o/{rid}"}
+        params = {**BASE, **extra, FACTOR: cell, "seed": str(seed), "system.torch": "x", "out_dir": f"o/{rid}"}
         for key, value in params.items():
             client.log_param(rid, key, value)
         for epoch in range(3):
@@ -67,6 +69,7 @@ def test_holm_adjustment():
     assert adjusted[0] == pytest.approx(0.2) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.02)
 
 
+@pytest.mark.slow
 def test_a_true_difference_is_found_and_a_zero_difference_is_called_not_significant(uri, tmp_path):
     lstm = [0.800, 0.812, 0.791, 0.805, 0.797]
     # GRU: 4 points better on every seed, with seed noise
@@ -75,12 +78,12 @@ def test_a_true_difference_is_found_and_a_zero_difference_is_called_not_signific
     # GRU: the same on average (paired differences +0.006, -0.006, +0.003, -0.003, 0)
     _log_runs(uri, "null", [("lstm", s, v, {}) for s, v in enumerate(lstm)] +
               [("gru", s, v + d, {}) for s, (v, d) in enumerate(zip(lstm, [0.006, -0.006, 0.003, -0.003, 0.0]))])
-    real = write_comparison(uri, "real", "model.cell", tmp_path / "real.md")
+    real = write_comparison(uri, "real", FACTOR, tmp_path / "real.md")
     pair = real["groups"][0]["pairs"][0]
     assert (pair["a"], pair["b"]) == ("lstm", "gru")
     assert pair["mean"] == pytest.approx(0.04, abs=0.002) and pair["ci"][0] > 0 and pair["p"] < 0.001
     assert pair["verdict"].startswith("real difference")
-    null = write_comparison(uri, "null", "model.cell", tmp_path / "null.md")
+    null = write_comparison(uri, "null", FACTOR, tmp_path / "null.md")
     pair = null["groups"][0]["pairs"][0]
     assert pair["mean"] == pytest.approx(0.0, abs=1e-12) and pair["ci"][0] < 0 < pair["ci"][1]
     assert pair["p"] == pytest.approx(1.0) and pair["verdict"].startswith("not significant")
@@ -90,52 +93,56 @@ def test_a_true_difference_is_found_and_a_zero_difference_is_called_not_signific
     assert (tmp_path / "null.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_runs_group_by_settings_and_reruns_are_deduplicated(uri, tmp_path):
     rows = [("lstm", 1, 0.80, {}), ("gru", 1, 0.82, {}), ("lstm", 2, 0.81, {}), ("gru", 2, 0.83, {}),
             ("lstm", 1, 0.80, {}),                               # a rerun of (lstm, seed 1): identical score
-            ("lstm", 1, 0.70, {"optim.lr": "0.01"}), ("gru", 1, 0.75, {"optim.lr": "0.01"}),
-            ("gru", 3, 0.9, {"model.pooling": "last"})]          # nothing to compare with: dropped
+            ("lstm", 1, 0.70, {"classify.optim.lr": "0.01"}), ("gru", 1, 0.75, {"classify.optim.lr": "0.01"}),
+            ("gru", 3, 0.9, {"classify.model.pooling": "last"})]          # nothing to compare with: dropped
     _log_runs(uri, "mixed", rows)
-    runs, metric, curve = load_runs(uri, "mixed", "model.cell")
+    runs, metric, curve = load_runs(uri, "mixed", FACTOR)
     assert (metric, curve) == ("test_acc", "val_acc") and len(runs) == 8
-    groups = [g for g in group_runs(runs, "model.cell") if len(g.runs) >= 2]
+    groups = [g for g in group_runs(runs, FACTOR) if len(g.runs) >= 2]
     assert len(groups) == 2
     main = groups[0]
     assert sorted(main.runs) == ["gru", "lstm"] and sorted(main.runs["lstm"]) == [1, 2]
-    assert main.reruns == {("lstm", 1): [0.80, 0.80]} and main.settings["optim.lr"] == "0.002"
-    assert groups[1].settings["optim.lr"] == "0.01"
-    result = write_comparison(uri, "mixed", "model.cell", tmp_path / "mixed.md", where={"optim.lr": "0.002"})
+    assert main.reruns == {("lstm", 1): [0.80, 0.80]} and main.settings["classify.optim.lr"] == "0.002"
+    assert groups[1].settings["classify.optim.lr"] == "0.01"
+    result = write_comparison(uri, "mixed", FACTOR, tmp_path / "mixed.md", where={"classify.optim.lr": "0.002"})
     assert len(result["groups"]) == 1
     text = (tmp_path / "mixed.md").read_text()
     assert "differ by at most 0.0000 points" in text and "cannot tell" not in text
 
 
+@pytest.mark.slow
 def test_only_the_sweeps_group_when_a_parent_is_given(uri, tmp_path):
     _log_runs(uri, "sweeps", [("lstm", 1, 0.8, {}), ("gru", 1, 0.81, {})])
-    _log_runs(uri, "sweeps", [("lstm", 1, 0.7, {"optim.lr": "0.01"}), ("gru", 1, 0.72, {"optim.lr": "0.01"})],
-              parent="p123")
-    result = write_comparison(uri, "sweeps", "model.cell", tmp_path / "s.md", only_parent="p123")
+    _log_runs(uri, "sweeps", [("lstm", 1, 0.7, {"classify.optim.lr": "0.01"}),
+                              ("gru", 1, 0.72, {"classify.optim.lr": "0.01"})], parent="p123")
+    result = write_comparison(uri, "sweeps", FACTOR, tmp_path / "s.md", only_parent="p123")
     assert len(result["groups"]) == 1 and result["groups"][0]["pairs"][0]["verdict"].startswith("cannot tell")
 
 
+@pytest.mark.slow
 def test_clear_errors_for_an_unknown_experiment_factor_or_a_single_variant(uri, tmp_path):
     _log_runs(uri, "one", [("lstm", 1, 0.8, {}), ("lstm", 2, 0.81, {})])
     with pytest.raises(ConfigError, match="no MLflow experiment named 'nope'.*existing experiments: .*one"):
-        write_comparison(uri, "nope", "model.cell", tmp_path / "x.md")
-    with pytest.raises(ConfigError, match="logged the parameter 'model.colour'"):
-        write_comparison(uri, "one", "model.colour", tmp_path / "x.md")
-    with pytest.raises(ConfigError, match="no two values of model.cell"):
-        write_comparison(uri, "one", "model.cell", tmp_path / "x.md")
+        write_comparison(uri, "nope", FACTOR, tmp_path / "x.md")
+    with pytest.raises(ConfigError, match="logged the parameter 'classify.model.colour'"):
+        write_comparison(uri, "one", "classify.model.colour", tmp_path / "x.md")
+    with pytest.raises(ConfigError, match="no two values of classify.model.cell"):
+        write_comparison(uri, "one", FACTOR, tmp_path / "x.md")
     with pytest.raises(ConfigError, match="metric 'test_bleu'"):
-        write_comparison(uri, "one", "model.cell", tmp_path / "x.md", metric="test_bleu")
+        write_comparison(uri, "one", FACTOR, tmp_path / "x.md", metric="test_bleu")
     assert not (tmp_path / "x.md").exists()
 
 
+@pytest.mark.slow
 def test_compare_cli(uri, tmp_path):
     _log_runs(uri, "cli", [("lstm", s, 0.8 + 0.01 * s, {}) for s in range(3)] +
               [("gru", s, 0.82 + 0.01 * s, {}) for s in range(3)])
     cmd = [sys.executable, str(ROOT / "pipelines/compare.py"), "--tracking-uri", uri]
-    ok = subprocess.run([*cmd, "--experiment-name", "cli", "--factor", "model.cell", "--out", str(tmp_path / "c.md")],
+    ok = subprocess.run([*cmd, "--experiment-name", "cli", "--factor", FACTOR, "--out", str(tmp_path / "c.md")],
                         capture_output=True, text=True, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert "gru - lstm: +0.0200" in ok.stdout and (tmp_path / "c.md").is_file()

@@ -9,6 +9,7 @@ from conftest import ROOT, run_cmd
 from rnnlab.tracking.dashboard import browser_missing, mlflow_server, runs_page
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_the_dashboard_lists_the_sweep_parent_and_its_child_runs(tiny_project, tmp_path):
     problem = browser_missing()
@@ -17,8 +18,8 @@ def test_the_dashboard_lists_the_sweep_parent_and_its_child_runs(tiny_project, t
             pytest.fail(f"CI must run the dashboard test: {problem}")
         pytest.skip(problem)
     work = tiny_project["dir"]
-    proc = run_cmd(["python", str(ROOT / "pipelines/train.py"), "-m", "model.cell=lstm,gru",
-                    *tiny_project["overrides"], "trainer.max_epochs=2"], work)
+    proc = run_cmd(["python", str(ROOT / "pipelines/train.py"), "-m", "classify.model.cell=lstm,gru",
+                    *tiny_project["overrides"], "classify.trainer.max_epochs=2"], work)
     assert proc.returncode == 0, proc.stderr[-2000:]
     from mlflow.tracking import MlflowClient
 

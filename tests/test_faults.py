@@ -16,6 +16,8 @@ from conftest import ROOT
 from rnnlab.training.checkpointing import TrainingDiverged
 from rnnlab.training.train import train
 
+pytestmark = pytest.mark.slow  # every test here trains a model (in-process or through the stage script)
+
 
 def _weights(folder):
     return torch.load(folder / "model.pt", weights_only=True)
@@ -26,8 +28,8 @@ def _same_weights(a, b) -> bool:
 
 
 def _train_cmd(params, name: str) -> list[str]:
-    return [sys.executable, str(ROOT / "pipelines/train.py"), "--params", str(params), f"out_dir=models/{name}",
-            f"checkpoint_dir=checkpoints/{name}"]
+    return [sys.executable, str(ROOT / "pipelines/train.py"), "--params", str(params), "family=classify",
+            f"out_dir=models/{name}", f"checkpoint_dir=checkpoints/{name}"]
 
 
 @pytest.mark.timeout(300)
@@ -38,7 +40,8 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes_and_matches_an_uninterr
     params = work / "params.yaml"
     # Small batches: epochs long enough (about a second) for the kill to land inside one.
     subprocess.run([sys.executable, "-m", "rnnlab.compose", str(params), *tiny_project["overrides"],
-                    "optim.batch_size=2", "trainer.max_epochs=5", "trainer.patience=5"], check=True, cwd=ROOT)
+                    "classify.optim.batch_size=2", "classify.trainer.max_epochs=5", "classify.trainer.patience=5"],
+                   check=True, cwd=ROOT)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     reference = subprocess.run(_train_cmd(params, "reference"), cwd=work, env=env, capture_output=True, text=True)
     assert reference.returncode == 0, reference.stderr[-2000:]
@@ -89,7 +92,7 @@ def test_same_config_and_seed_give_identical_metrics_and_weights(prepared):
 
 
 def test_a_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(prepared, monkeypatch):
-    from rnnlab.training.module import ClassifierModule
+    from rnnlab.tasks.classify.module import ClassifierModule
 
     cfg, work = prepared
     cfg.trainer.max_epochs = 3
@@ -106,7 +109,7 @@ def test_a_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(prepa
         train(cfg, work / "nan", [], checkpoint_dir=work / "ckpt")
     message = str(err.value)
     assert "loss is nan at epoch 2" in message and "batch 4 of the epoch" in message
-    assert str(work / "ckpt") in message and "optim.lr" in message
+    assert str(work / "ckpt") in message and "classify.optim.lr" in message
     assert not (work / "nan").exists()
     good = torch.load(work / "ckpt/resume.ckpt", weights_only=True)
     assert good["epoch"] == 0 and all(torch.isfinite(t).all() for t in good["state_dict"].values())

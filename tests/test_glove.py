@@ -1,3 +1,6 @@
+import copy
+import functools
+
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
@@ -8,8 +11,14 @@ from rnnlab.data.glove import build_matrix, load_vectors
 from rnnlab.errors import DataError
 
 
+@functools.cache
+def _composed():
+    """The default composition of conf/, once per test process (each test edits a deep copy of a node)."""
+    return compose()
+
+
 def _emb_cfg(vectors, words=None):
-    cfg = compose().embeddings
+    cfg = copy.deepcopy(_composed().classify.embeddings)
     OmegaConf.update(cfg, "source", "local")
     OmegaConf.update(cfg, "local.vectors", str(vectors))
     OmegaConf.update(cfg, "local.words", str(words) if words else None)

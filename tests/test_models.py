@@ -5,9 +5,10 @@ import itertools
 import pytest
 import torch
 
-from rnnlab.config import CELLS, POOLINGS
-from rnnlab.models.classifier import TextClassifier
+from rnnlab.config import CELLS
 from rnnlab.models.encoders import RecurrentEncoder, reverse_padded
+from rnnlab.models.pooling import POOLINGS
+from rnnlab.tasks.classify.model import TextClassifier
 
 COMBOS = list(itertools.product(CELLS, POOLINGS))
 

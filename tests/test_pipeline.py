@@ -11,7 +11,9 @@ from omegaconf import OmegaConf
 
 from conftest import ROOT, run_cmd
 
-GRID = ["grid.cell=[lstm,gru]", "grid.pooling=[last,attention]"]
+GRID = ["classify.grid.cell=[lstm,gru]", "classify.grid.pooling=[last,attention]"]
+
+pytestmark = pytest.mark.slow  # DVC pipelines and Hydra sweeps through the real stage scripts
 
 
 def _copy_project(dest):
@@ -84,36 +86,38 @@ def test_dvc_repro_on_tiny_data_then_nothing_to_do(tiny_project):
     assert len(runs) == 4
     for run in runs:
         assert run.data.tags["dataset"] == "tiny" and run.data.tags["launcher"] == "dvc"
-        assert run.data.params["model.cell"] == run.data.tags["cell"]
+        assert run.data.tags["family"] == "classify" and run.data.params["family"] == "classify"
+        assert run.data.params["classify.model.cell"] == run.data.tags["cell"]
         assert "test_acc" in run.data.metrics and "val_acc" in run.data.metrics
         assert len(client.get_metric_history(run.info.run_id, "val_acc")) >= 1
 
     _check_translation_outputs(work, client)
-    _check_translate_cli(work)
-    for task, dataset, monitor in (("classify", "tiny", "val_acc"), ("translate", "tinypairs", "val_bleu")):
-        _check_champion(work, tiny_project["dir"], task, dataset, monitor)
+    _check_predict_cli(work)
+    for family, dataset, monitor in (("classify", "tiny", "val_acc"), ("seq2seq", "tinypairs", "val_bleu")):
+        _check_champion(work, tiny_project["dir"], family, dataset, monitor)
 
     second = _check(run_cmd(["dvc", "repro"], work))
     assert "didn't change" in second.stdout or "up to date" in second.stdout
     assert "Running stage" not in second.stdout
     # Stage outputs depend only on inputs and parameters (timings are printed, not written): the data
     # stages forced to run again leave every later stage up to date.
-    _check(run_cmd(["dvc", "repro", "-f", "-s", "download", "tokenize", "embed", "translate_download",
-                    "translate_tokenize", "translate_embed"], work))
+    _check(run_cmd(["dvc", "repro", "-f", "-s", "classify_download", "classify_tokenize", "classify_embed",
+                    "seq2seq_download", "seq2seq_tokenize", "seq2seq_embed"], work))
     assert "Data and pipelines are up to date" in _check(run_cmd(["dvc", "status"], work)).stdout
     shown = _check(run_cmd(["dvc", "metrics", "show", "--json"], work))
     assert "accuracy" in shown.stdout and "bleu_beam" in shown.stdout
 
     # A DVC experiment: only the classification stages re-run; its MLflow runs carry the experiment's name.
-    exp = _check(run_cmd(["dvc", "exp", "run", "-n", "tiny-h8", "-S", "model.hidden_size=8"], work, timeout=400))
-    assert "Running stage 'train@lstm-last'" in exp.stdout and "Running stage 'translate_" not in exp.stdout
+    exp = _check(run_cmd(["dvc", "exp", "run", "-n", "tiny-h8", "-S", "classify.model.hidden_size=8"], work,
+                         timeout=400))
+    assert "Running stage 'classify_train@lstm-last'" in exp.stdout and "Running stage 'seq2seq_" not in exp.stdout
     table = json.loads(_check(run_cmd(["dvc", "exp", "show", "--json"], work)).stdout)
     names = [e.get("name") for base in table for e in (base.get("experiments") or [])
              for e in [*(e.get("revs") or [])]]
     assert "tiny-h8" in names, names
     runs = client.search_runs([client.get_experiment_by_name("rnnlab-classify-tiny").experiment_id],
                               "tags.dvc_experiment = 'tiny-h8'")
-    assert sorted(r.data.params["model.hidden_size"] for r in runs) == ["8"] * 4
+    assert sorted(r.data.params["classify.model.hidden_size"] for r in runs) == ["8"] * 4
     # the experiment's best model is a candidate (alias exp-<name>); `champion` stays on the main pipeline's
     uri = f"sqlite:///{tiny_project['dir']}/mlruns.db"
     registry = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -123,7 +127,7 @@ def test_dvc_repro_on_tiny_data_then_nothing_to_do(tiny_project):
         r.info.run_id for r in runs}
 
 
-def _check_champion(work, root, task, dataset, monitor):
+def _check_champion(work, root, family, dataset, monitor):
     """The report stage registered the best-validation variant's model under alias `champion`."""
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -131,14 +135,14 @@ def _check_champion(work, root, task, dataset, monitor):
     uri = f"sqlite:///{root}/mlruns.db"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     summaries = {p.parent.name: json.loads(p.read_text())
-                 for p in (work / f"models/{task}/{dataset}").glob("*/train_summary.json")}
+                 for p in (work / f"models/{family}/{dataset}").glob("*/train_summary.json")}
     best = max(summaries.values(), key=lambda s: (s["best_" + monitor], s["variant"]))
-    version = client.get_model_version_by_alias(f"rnnlab-{task}-{dataset}", "champion")
+    version = client.get_model_version_by_alias(f"rnnlab-{family}-{dataset}", "champion")
     assert version.run_id == best["mlflow"]["run_id"] and version.source == best["mlflow"]["model_uri"]
-    assert f"points at **{best['variant']}**" in (work / f"reports/{task}/{dataset}.md").read_text()
+    assert f"points at **{best['variant']}**" in (work / f"reports/{family}/{dataset}.md").read_text()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    assert mlflow.pytorch.load_model(f"models:/rnnlab-{task}-{dataset}@champion") is not None
+    assert mlflow.pytorch.load_model(f"models:/rnnlab-{family}-{dataset}@champion") is not None
     assert not (work / "mlflow.db").exists()  # nothing went to MLflow's default store
 
 
@@ -150,42 +154,64 @@ def _check_translation_outputs(work, client):
     assert stats["source_overlap_with_train"] == {"validation": 0, "test": 0}
     assert stats["unique_sources"]["test"] == 12 and stats["unique_sources"]["validation"] == 12
     for variant in TRANSLATE_VARIANTS:
-        metrics = json.loads((work / f"metrics/translate/tinypairs/{variant}.json").read_text())
+        metrics = json.loads((work / f"metrics/seq2seq/tinypairs/{variant}.json").read_text())
         assert metrics["sources"] == 12 and metrics["beam"] == 3
         for key in ("bleu_greedy", "bleu_beam", "chrf_greedy", "chrf_beam"):
             assert 0.0 <= metrics[key] <= 100.0
-        samples = (work / f"plots/translate/tinypairs/{variant}/samples.jsonl").read_text().splitlines()
+        samples = (work / f"plots/seq2seq/tinypairs/{variant}/samples.jsonl").read_text().splitlines()
         assert len(samples) == 12 and {"source", "references", "greedy", "beam"} <= set(json.loads(samples[0]))
-        heatmaps = list((work / f"plots/translate/tinypairs/{variant}").glob("attention_*.png"))
+        heatmaps = list((work / f"plots/seq2seq/tinypairs/{variant}").glob("attention_*.png"))
         assert bool(heatmaps) == variant.endswith("additive")
     # word-for-word pseudo-Spanish: attention learns it; the score is real sacreBLEU on held-out sentences
-    best = json.loads((work / "metrics/translate/tinypairs/gru-additive.json").read_text())
+    best = json.loads((work / "metrics/seq2seq/tinypairs/gru-additive.json").read_text())
     assert best["bleu_greedy"] >= 50, best
-    report = (work / "reports/translate/tinypairs.md").read_text()
-    assert all(f"| {v} |" in report for v in TRANSLATE_VARIANTS) and "Example translations" in report
-    runs = client.search_runs([client.get_experiment_by_name("rnnlab-translate-tinypairs").experiment_id])
+    report = (work / "reports/seq2seq/tinypairs.md").read_text()
+    assert all(f"| {v} |" in report for v in TRANSLATE_VARIANTS) and "## Example outputs" in report
+    runs = client.search_runs([client.get_experiment_by_name("rnnlab-seq2seq-tinypairs").experiment_id])
     assert sorted(r.data.tags["attention"] for r in runs) == ["additive", "additive", "none", "none"]
+    assert all(r.data.tags["family"] == "seq2seq"
+               and r.data.params["seq2seq.model.attention"] == r.data.tags["attention"] for r in runs)
     assert all("test_bleu_beam" in r.data.metrics and "val_bleu" in r.data.metrics for r in runs)
 
 
-def _check_translate_cli(work):
-    model = "models/translate/tinypairs/gru-additive"
-    cli = ["python", str(ROOT / "pipelines/translate.py")]
+def _check_predict_cli(work):
+    """pipelines/predict.py on the pipeline's models: a seq2seq model translates (arguments or stdin lines,
+    --beam, --heatmap), a classify model labels, and bad input of every kind is one `error:` line, exit 2."""
+    from rnnlab.errors import DataError
+    from rnnlab.tasks.seq2seq.evaluate import load_translator
+
+    model = "models/seq2seq/tinypairs/gru-additive"
+    cli = ["python", str(ROOT / "pipelines/predict.py")]
     out = _check(run_cmd([*cli, "The cat eats fish.", "--model", model, "--heatmap", "h.png"], work))
     assert out.stdout.strip() and (work / "h.png").stat().st_size > 1000
     piped = subprocess.run([*cli, "--model", model, "--beam", "1"], cwd=work, input="The dog has bread.\nTom sees water.\n",
                            capture_output=True, text=True, env=_env())
     assert piped.returncode == 0 and len(piped.stdout.strip().splitlines()) == 2
-    for junk, message in ((b"\x00\xff\xfe\x89PNG\r\n", "stdin is not UTF-8"), (b"", "stdin held no sentence"),
-                          (b"\n  \n", "stdin held no sentence")):
+    for junk, message in ((b"\x00\xff\xfe\x89PNG\r\n", "stdin is not UTF-8"), (b"", "stdin held no input"),
+                          (b"\n  \n", "stdin held no input")):
         proc = subprocess.run([*cli, "--model", model], cwd=work, input=junk, capture_output=True, env=_env())
         err = proc.stderr.decode("utf-8", "replace")
         assert proc.returncode == 2 and message in err and "Traceback" not in err, err
-    for args, message in (([""], "empty input"), (["Привет"], "non-Latin"), (["zzzq qqq"], "vocabulary"),
-                          (["hi", "--model", "models/translate/tinypairs/nope"], "does not exist"),
-                          (["hi", "--model", "models/classify/tiny/lstm-last"], "task 'classify'")):
+    for args, message in (([""], "empty input"), (["Привет"], "outside the Latin script"),
+                          (["zzzq qqq"], "vocabulary"),
+                          (["hi", "--model", "models/seq2seq/tinypairs/nope"], "does not exist"),
+                          (["hi", "--beam", "0"], "--beam must be at least 1"),
+                          (["a good film", "--model", "models/classify/tiny/lstm-last", "--beam", "1"],
+                           "unrecognized arguments: --beam")):
         model_args = [] if "--model" in args else ["--model", model]
         proc = run_cmd([*cli, *args, *model_args], work)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    # the seq2seq loader refuses a model of another family
+    with pytest.raises(DataError, match="family 'classify'"):
+        load_translator(work / "models/classify/tiny/lstm-last")
+    # the same CLI serves the classify family: label<TAB>probabilities, then the attention weights
+    labelled = _check(run_cmd([*cli, "--model", "models/classify/tiny/lstm-attention", "the film was great"], work))
+    lines = labelled.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[0].split("\t")[0] in ("neg", "pos")
+    assert "neg " in lines[0].split("\t")[1] and "pos " in lines[0].split("\t")[1]
+    assert lines[1].startswith("  attention: ") and "great:" in lines[1]
+    for args, message in ((["zzzq qqq"], "vocabulary"), ([""], "empty input")):
+        proc = run_cmd([*cli, "--model", "models/classify/tiny/lstm-last", *args], work)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
@@ -193,13 +219,13 @@ def test_stage_script_reports_bad_input_clearly_and_writes_nothing(tiny_project,
     work = tiny_project["dir"]
     params = work / "params.yaml"
     _check(run_cmd(["python", "-m", "rnnlab.compose", str(params), *tiny_project["overrides"],
-                    "data.local.text_column=review"], ROOT))
-    proc = run_cmd(["python", str(ROOT / "pipelines/download.py"), "--params", str(params)], work)
+                    "classify.data.local.text_column=review"], ROOT))
+    proc = run_cmd(["python", str(ROOT / "pipelines/download.py"), "--params", str(params), "family=classify"], work)
     assert proc.returncode == 2
     assert "review" in proc.stderr and "Traceback" not in proc.stderr
     assert not (work / "data/raw/tiny").exists()
-    proc = run_cmd(["python", str(ROOT / "pipelines/train.py"), "--params", str(params),
-                    "model.cell=cnn", "out_dir=models/x"], work)
+    proc = run_cmd(["python", str(ROOT / "pipelines/train.py"), "--params", str(params), "family=classify",
+                    "classify.model.cell=cnn", "out_dir=models/x"], work)
     assert proc.returncode == 2 and "rnn, lstm, gru" in proc.stderr and "Traceback" not in proc.stderr
     assert not (work / "models").exists()
 
@@ -207,14 +233,14 @@ def test_stage_script_reports_bad_input_clearly_and_writes_nothing(tiny_project,
 @pytest.mark.timeout(300)
 def test_hydra_multirun_creates_one_run_and_folder_per_job(tiny_project):
     work = tiny_project["dir"]
-    proc = _check(run_cmd(["python", str(ROOT / "pipelines/train.py"), "-m", "model.cell=lstm,gru",
+    proc = _check(run_cmd(["python", str(ROOT / "pipelines/train.py"), "-m", "classify.model.cell=lstm,gru",
                            *tiny_project["overrides"]], work))
     jobs = sorted(work.glob("outputs/multiruns/*/*/[0-9]*"))
     assert len(jobs) == 2, proc.stdout
     for job in jobs:
         assert (job / "model/model.pt").is_file() and (job / "metrics.json").is_file()
         cfg = OmegaConf.load(job / ".hydra/config.yaml")
-        assert cfg.model.cell in ("lstm", "gru")
+        assert cfg.family == "classify" and cfg.classify.model.cell in ("lstm", "gru")
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{work}/mlruns.db")
@@ -226,12 +252,12 @@ def test_hydra_multirun_creates_one_run_and_folder_per_job(tiny_project):
     assert len(runs) == 2 and len(every) == 3
     assert sorted(r.data.tags["cell"] for r in runs) == ["gru", "lstm"]
     assert all(r.data.tags["launcher"] == "hydra" for r in runs)
-    assert any("model.cell=gru" in r.data.tags["overrides"] for r in runs)
+    assert any("classify.model.cell=gru" in r.data.tags["overrides"] for r in runs)
     assert all("test_acc" in r.data.metrics for r in runs)
 
     # Data made for another configuration is never reused silently.
-    proc = run_cmd(["python", str(ROOT / "pipelines/train.py"), "data.split.seed=7", *tiny_project["overrides"]],
-                   work)
+    proc = run_cmd(["python", str(ROOT / "pipelines/train.py"), "classify.data.split.seed=7",
+                    *tiny_project["overrides"]], work)
     assert proc.returncode == 2 and "different data configuration" in proc.stderr
 
 
@@ -251,12 +277,12 @@ def test_experiment_sweep_on_two_joblib_workers_loses_no_run_and_writes_the_comp
     work = tiny_project["dir"]
     proc = _check(run_cmd(["python", str(ROOT / "pipelines/train.py"), "-m", "experiment=lstm_vs_gru",
                            "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1,2",
-                           *tiny_project["overrides"], "trainer.max_epochs=3"], work, timeout=380))
+                           *tiny_project["overrides"], "classify.trainer.max_epochs=3"], work, timeout=380))
     assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
     client, parent, children = _sweep_runs(work)
     # 2 cells x 2 seeds = 4 jobs -> 4 child runs, each with its test score, tagged with the comparison
     assert len(children) == 4 and parent.info.status == "FINISHED", proc.stderr[-3000:]
-    assert sorted((r.data.params["model.cell"], r.data.params["seed"]) for r in children) == [
+    assert sorted((r.data.params["classify.model.cell"], r.data.params["seed"]) for r in children) == [
         ("gru", "1"), ("gru", "2"), ("lstm", "1"), ("lstm", "2")]
     assert all(r.info.status == "FINISHED" and "test_acc" in r.data.metrics for r in children)
     assert all(r.data.tags["comparison"] == "lstm_vs_gru" for r in children)
@@ -278,27 +304,27 @@ def test_experiment_sweep_on_two_joblib_workers_loses_no_run_and_writes_the_comp
 @pytest.mark.timeout(400)
 def test_optuna_search_trials_are_child_runs_and_the_best_trial_is_reported(tiny_project):
     work = tiny_project["dir"]
-    overrides = [o for o in tiny_project["overrides"] if not o.startswith("optim.lr=")]
+    overrides = [o for o in tiny_project["overrides"] if not o.startswith("classify.optim.lr=")]
     _check(run_cmd(["python", str(ROOT / "pipelines/train.py"), "-m", "hparams_search=classify_optuna",
-                    "hydra.sweeper.n_trials=3", *overrides, "trainer.max_epochs=2"], work, timeout=380))
+                    "hydra.sweeper.n_trials=3", *overrides, "classify.trainer.max_epochs=2"], work, timeout=380))
     client, parent, children = _sweep_runs(work)
     assert len(children) == 3 and parent.info.status == "FINISHED"
-    lrs = {r.data.params["optim.lr"] for r in children}
+    lrs = {r.data.params["classify.optim.lr"] for r in children}
     assert len(lrs) == 3 and all(0.0003 <= float(lr) <= 0.01 for lr in lrs)  # the search space, sampled
     # the reported best trial is a child run with the highest validation accuracy (ties are possible)
-    best_lr = float(parent.data.params["best.optim.lr"])
-    best = [r for r in children if float(r.data.params["optim.lr"]) == pytest.approx(best_lr)]
+    best_lr = float(parent.data.params["best.classify.optim.lr"])
+    best = [r for r in children if float(r.data.params["classify.optim.lr"]) == pytest.approx(best_lr)]
     assert len(best) == 1
     assert parent.data.metrics["best_value"] == best[0].data.metrics["best_val_acc"] == max(
         r.data.metrics["best_val_acc"] for r in children)
-    assert parent.data.params["best.model.num_layers"] == best[0].data.params["model.num_layers"]
+    assert parent.data.params["best.classify.model.num_layers"] == best[0].data.params["classify.model.num_layers"]
 
 
 @pytest.mark.timeout(300)
 def test_a_failing_sweep_job_marks_the_parent_failed(tiny_project):
     work = tiny_project["dir"]
-    proc = run_cmd(["python", str(ROOT / "pipelines/train.py"), "-m", "model.cell=lstm,gru", "model.dropout=1.5",
-                    *tiny_project["overrides"]], work)
-    assert proc.returncode != 0 and "model.dropout=1.5 is out of range" in proc.stderr
+    proc = run_cmd(["python", str(ROOT / "pipelines/train.py"), "-m", "classify.model.cell=lstm,gru",
+                    "classify.model.dropout=1.5", *tiny_project["overrides"]], work)
+    assert proc.returncode != 0 and "classify.model.dropout=1.5 is out of range" in proc.stderr
     _, parent, children = _sweep_runs(work)
     assert parent.info.status == "FAILED" and children == []

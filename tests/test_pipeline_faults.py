@@ -12,21 +12,23 @@ import pytest
 from conftest import ROOT, run_cmd
 from test_pipeline import _check, make_dvc_project
 
-SMALL = ["grid.cell=[lstm]", "grid.pooling=[last]", "translate.grid.cell=[gru]",
-         "translate.grid.attention=[additive]", "translate.trainer.max_epochs=1", "trainer.max_epochs=2"]
+SMALL = ["classify.grid.cell=[lstm]", "classify.grid.pooling=[last]", "seq2seq.grid.cell=[gru]",
+         "seq2seq.grid.attention=[additive]", "seq2seq.trainer.max_epochs=1", "classify.trainer.max_epochs=2"]
+
+pytestmark = pytest.mark.slow  # DVC pipelines, queue workers and Hydra sweeps
 
 # (stage, the output whose rename the kill precedes) in pipeline order: every stage script of the
-# classification task, and the translation task's training (its own model and checkpoint code).
+# classify family, and the seq2seq family's training (its own model and checkpoint code).
 STAGES = [
-    ("download", "*data/raw/tiny"),
-    ("tokenize", "*data/tokenized/tiny"),
-    ("embed", "*data/embeddings/tiny"),
-    ("train@lstm-last", "*models/classify/tiny/lstm-last"),
-    ("evaluate@lstm-last", "*metrics/classify/tiny/lstm-last.json"),  # its plots folder is already renamed
-    ("report", "*reports/classify/tiny.md"),
-    ("translate_train@gru-additive", "*models/translate/tinypairs/gru-additive"),
+    ("classify_download", "*data/raw/tiny"),
+    ("classify_tokenize", "*data/tokenized/tiny"),
+    ("classify_embed", "*data/embeddings/tiny"),
+    ("classify_train@lstm-last", "*models/classify/tiny/lstm-last"),
+    ("classify_evaluate@lstm-last", "*metrics/classify/tiny/lstm-last.json"),  # its plots folder is already renamed
+    ("classify_report", "*reports/classify/tiny.md"),
+    ("seq2seq_train@gru-additive", "*models/seq2seq/tinypairs/gru-additive"),
 ]
-TRANSLATE_DATA = ["translate_download", "translate_tokenize", "translate_embed"]
+SEQ2SEQ_DATA = ["seq2seq_download", "seq2seq_tokenize", "seq2seq_embed"]
 
 
 def _dvc(work, *args, env=None, timeout=600):
@@ -45,8 +47,8 @@ def test_each_stage_killed_before_its_output_is_renamed_is_seen_as_changed_and_r
     work = make_dvc_project(tiny_project, SMALL)
     kills = recovered = 0
     for stage, pattern in STAGES:
-        if stage.startswith("translate_train"):
-            _check(_dvc(work, "repro", "-s", *TRANSLATE_DATA))
+        if stage.startswith("seq2seq_train"):
+            _check(_dvc(work, "repro", "-s", *SEQ2SEQ_DATA))
         killed = _dvc(work, "repro", "-s", stage, env={"RNNLAB_KILL_BEFORE_COMMIT": pattern})
         assert _was_sigkilled(killed), (stage, killed.returncode, killed.stderr[-2000:])
         kills += 1
@@ -75,7 +77,7 @@ def test_two_queue_workers_and_a_parallel_multirun_at_once_record_every_run(tiny
     _check(_dvc(work, "queue", "start", "-j", "2"))
     sweep = _check(run_cmd(["python", str(ROOT / "pipelines/train.py"), "-m", "hydra/launcher=joblib",
                             "hydra.launcher.n_jobs=2", "seed=11,12", *tiny_project["overrides"], *SMALL,
-                            "trainer.num_threads=1"], work, timeout=600))
+                            "classify.trainer.num_threads=1"], work, timeout=600))
     deadline = time.time() + 600
     while time.time() < deadline:
         status = _dvc(work, "queue", "status").stdout
@@ -88,12 +90,12 @@ def test_two_queue_workers_and_a_parallel_multirun_at_once_record_every_run(tiny
     assert {"q1", "q2"} <= names, names
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tiny_project['dir']}/mlruns.db")
-    launched = {"classify": 1 + 2 + 2 + 1, "translate": 1 + 2}  # repro + 2 exps + 2 sweep jobs (+ sweep parent)
+    launched = {"classify": 1 + 2 + 2 + 1, "seq2seq": 1 + 2}  # repro + 2 exps + 2 sweep jobs (+ sweep parent)
     recorded = {}
-    for task, dataset in (("classify", "tiny"), ("translate", "tinypairs")):
-        runs = client.search_runs([client.get_experiment_by_name(f"rnnlab-{task}-{dataset}").experiment_id])
+    for family, dataset in (("classify", "tiny"), ("seq2seq", "tinypairs")):
+        runs = client.search_runs([client.get_experiment_by_name(f"rnnlab-{family}-{dataset}").experiment_id])
         assert all(r.info.status == "FINISHED" for r in runs), [(r.info.run_name, r.info.status) for r in runs]
-        recorded[task] = len(runs)
+        recorded[family] = len(runs)
         by_exp = sorted(r.data.tags.get("dvc_experiment", "") for r in runs if r.data.tags.get("dvc_experiment"))
         assert by_exp == ["q1", "q2"], by_exp
     classify = client.search_runs([client.get_experiment_by_name("rnnlab-classify-tiny").experiment_id])

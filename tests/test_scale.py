@@ -17,20 +17,23 @@ def _check(proc):
 
 def _run(work, overrides, tag):
     proc = _check(run_cmd(["python", str(ROOT / "pipelines/train.py"), *overrides,
-                           f"hydra.run.dir=outputs/{tag}", "trainer.num_threads=1"], work, timeout=400))
+                           f"hydra.run.dir=outputs/{tag}", "classify.trainer.num_threads=1"], work, timeout=400))
     summary = json.loads((work / f"outputs/{tag}/model/train_summary.json").read_text())
     return proc, summary
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_ddp_on_two_cpu_processes_matches_one_process_with_one_run_and_one_folder(tiny_project):
     from mlflow.tracking import MlflowClient
 
     work = tiny_project["dir"]
-    common = [*tiny_project["overrides"], "trainer.max_epochs=4", "trainer.patience=4", "optim.batch_size=8"]
+    common = [*tiny_project["overrides"], "classify.trainer.max_epochs=4", "classify.trainer.patience=4",
+              "classify.optim.batch_size=8"]
     _, single = _run(work, common, "single")
     # two ranks of 8 = the same 16 examples per optimizer step as one process with batch 16
-    proc, ddp = _run(work, [*common, "trainer=ddp", "trainer.devices=2", "optim.batch_size=4"], "ddp")
+    proc, ddp = _run(work, [*common, "trainer@classify.trainer=ddp", "classify.trainer.devices=2",
+                            "classify.optim.batch_size=4"], "ddp")
     assert "distributed_backend=gloo" in proc.stdout + proc.stderr and "MEMBER: 2/2" in proc.stdout + proc.stderr
     assert sorted(p.name for p in (work / "outputs/ddp").iterdir()) == [
         ".hydra", "checkpoints", "metrics.json", "model", "plots", "train.log"]
@@ -44,8 +47,8 @@ def test_ddp_on_two_cpu_processes_matches_one_process_with_one_run_and_one_folde
     runs = client.search_runs([client.get_experiment_by_name("rnnlab-classify-tiny").experiment_id])
     assert len(runs) == 2  # one per training, not one per rank
     ddp_run = client.get_run(ddp["mlflow"]["run_id"])
-    assert ddp_run.data.params["trainer.strategy"] == "ddp" and ddp_run.info.status == "FINISHED"
-    assert OmegaConf.load(work / "outputs/ddp/.hydra/config.yaml").trainer.devices == 2
+    assert ddp_run.data.params["classify.trainer.strategy"] == "ddp" and ddp_run.info.status == "FINISHED"
+    assert OmegaConf.load(work / "outputs/ddp/.hydra/config.yaml").classify.trainer.devices == 2
 
 
 def test_the_slurm_launcher_config_composes_from_the_trainer_settings():
@@ -53,8 +56,9 @@ def test_the_slurm_launcher_config_composes_from_the_trainer_settings():
     from hydra import initialize_config_dir
 
     with initialize_config_dir(str(ROOT / "conf"), version_base=None):
-        cfg = hydra_compose("config", overrides=["hydra/launcher=slurm", "trainer=gpu", "trainer.devices=4",
-                                                  "trainer.num_nodes=2", "hydra.launcher.partition=gpu"],
+        cfg = hydra_compose("config", overrides=["hydra/launcher=slurm", "trainer@classify.trainer=gpu",
+                                                  "classify.trainer.devices=4", "classify.trainer.num_nodes=2",
+                                                  "hydra.launcher.partition=gpu"],
                             return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
@@ -62,13 +66,15 @@ def test_the_slurm_launcher_config_composes_from_the_trainer_settings():
     assert launcher.partition == "gpu" and launcher.timeout_min == 240
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_a_sweep_on_the_submitit_local_launcher_records_every_job(tiny_project):
     from mlflow.tracking import MlflowClient
 
     work = tiny_project["dir"]
-    _check(run_cmd(["python", str(ROOT / "pipelines/train.py"), "-m", "hydra/launcher=local", "model.cell=lstm,gru",
-                    *tiny_project["overrides"], "trainer.max_epochs=2", "trainer.num_threads=1",
+    _check(run_cmd(["python", str(ROOT / "pipelines/train.py"), "-m", "hydra/launcher=local",
+                    "classify.model.cell=lstm,gru", *tiny_project["overrides"], "classify.trainer.max_epochs=2",
+                    "classify.trainer.num_threads=1",
                     "hydra.sweep.dir=outputs/submitit"], work, timeout=380))
     for job in ("0", "1"):
         assert (work / f"outputs/submitit/{job}/model/model.pt").is_file()

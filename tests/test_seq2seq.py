@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from rnnlab.models.attention import Attention
-from rnnlab.models.decoding import beam_search, greedy_decode
-from rnnlab.models.seq2seq import Seq2Seq
-from rnnlab.training.seq2seq_module import teacher_forcing_ratio
+from rnnlab.tasks.seq2seq.decoding import beam_search, greedy_decode
+from rnnlab.tasks.seq2seq.model import Seq2Seq
+from rnnlab.tasks.seq2seq.module import teacher_forcing_ratio
 
 BOS, EOS = 2, 3
 VARIANTS = [(cell, attention, bidirectional, feeding)
@@ -108,7 +108,7 @@ def test_decoding_never_reads_the_reference():
     """Validation BLEU decodes greedily: its hypotheses do not change when the references do."""
     from tokenizers import Tokenizer, models
 
-    from rnnlab.training.seq2seq_module import Seq2SeqModule
+    from rnnlab.tasks.seq2seq.module import Seq2SeqModule
 
     vocab = {f"w{i}": i for i in range(20)}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="w1"))
@@ -143,6 +143,7 @@ def _pad(seqs):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attention,max_len,steps", [("additive", 7, 500), ("dot", 7, 500), ("general", 7, 500),
                                                      ("none", 5, 800)])
 def test_tiny_reversal_task_is_learned(attention, max_len, steps):
@@ -176,6 +177,7 @@ def test_tiny_reversal_task_is_learned(attention, max_len, steps):
     assert exact >= 0.95, f"{attention}: exact match {exact:.3f} after {steps} steps"
 
 
+@pytest.mark.slow
 def test_adaptive_output_layer_trains_on_its_exact_log_likelihood():
     """output_layer=adaptive: the fast teacher-forced loss (head + each reference word's cluster only) equals
     cross-entropy over the full log-probabilities that decoding uses; those are normalised; beam 1 is
@@ -216,3 +218,12 @@ def test_adaptive_cutoffs_outside_the_vocabulary_are_refused(cutoffs):
 
     with pytest.raises(ConfigError, match="adaptive_cutoffs"):
         Seq2Seq(40, 40, "gru", hidden_size=16, output_layer="adaptive", adaptive_cutoffs=cutoffs)
+
+
+def test_foreign_letters_are_those_outside_the_source_script():
+    """What the predict CLI refuses for a seq2seq model whose data config sets `source_script`."""
+    from rnnlab.tasks.seq2seq.evaluate import foreign_letters
+
+    assert foreign_letters("Привет, Tom!", "LATIN") == list("Привет")
+    assert foreign_letters("Él está aquí, ¿no?", "LATIN") == []  # accented Latin letters and punctuation pass
+    assert foreign_letters("Привет", None) == []  # no script configured: any letters

@@ -1,4 +1,5 @@
-"""Tests for rnnlab.data.sources on tiny generated files (no network, no packaged data)."""
+"""Tests for rnnlab.data.sources (labelled texts: `load_labeled`) on tiny generated files (no network, no
+packaged data)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from rnnlab.data.sources import (
     LabeledTexts,
     hub_label_names,
     hub_split_to_texts,
-    load_source,
+    load_labeled,
     package_file,
     parse_rotten_tomatoes,
     parse_sms_spam,
@@ -125,18 +126,18 @@ def test_package_file_finds_file_in_installed_package() -> None:
     assert path.is_file() and path.parent.name in {"pytest", "_pytest"}
 
 
-# --------------------------------------------------------------------------- load_source dispatch
+# --------------------------------------------------------------------------- load_labeled dispatch
 
 
 def test_unknown_source_lists_allowed() -> None:
     with pytest.raises(ConfigError) as info:
-        load_source({"name": "x", "source": "ftp"})
+        load_labeled({"name": "x", "source": "ftp"})
     assert all(s in str(info.value) for s in ("package", "hub", "local"))
 
 
 def test_unknown_package_dataset_lists_allowed() -> None:
     with pytest.raises(ConfigError) as info:
-        load_source(OmegaConf.create({"name": "imdb", "source": "package", "package": {}}))
+        load_labeled(OmegaConf.create({"name": "imdb", "source": "package", "package": {}}))
     msg = str(info.value)
     assert all(name in msg for name in PACKAGE_DATASETS)
     assert "source=local" in msg and "source=hub" in msg
@@ -144,7 +145,7 @@ def test_unknown_package_dataset_lists_allowed() -> None:
 
 def test_hub_without_id_is_config_error() -> None:
     with pytest.raises(ConfigError, match="data.hub.id"):
-        load_source({"name": "x", "source": "hub", "hub": {"id": None}})
+        load_labeled({"name": "x", "source": "hub", "hub": {"id": None}})
 
 
 # --------------------------------------------------------------------------- local files
@@ -167,7 +168,7 @@ def test_local_formats(tmp_path: pathlib.Path, ext: str) -> None:
         path.write_text("".join(json.dumps(r) + "\n" for r in df.to_dict("records")))
     else:
         df.to_parquet(path)
-    raw = load_source(OmegaConf.create(_local_cfg(train=str(path), text_column="review", label_column="y")))
+    raw = load_labeled(OmegaConf.create(_local_cfg(train=str(path), text_column="review", label_column="y")))
     assert raw.label_names == ["neg", "pos"]
     assert raw.splits["train"].texts == ["good film", "bad film", "fine", "awful"]
     assert raw.splits["train"].labels == [1, 0, 1, 0]
@@ -178,7 +179,7 @@ def test_local_int_labels_and_eval_splits(tmp_path: pathlib.Path) -> None:
         tmp_path / "train.csv", index=False)
     pd.DataFrame({"text": ["d"], "label": [2]}).to_csv(tmp_path / "val.csv", index=False)
     pd.DataFrame({"text": ["e", "f"], "label": [10, 2]}).to_parquet(tmp_path / "test.parquet")
-    raw = load_source(_local_cfg(train=str(tmp_path / "train.csv"), validation=str(tmp_path / "val.csv"),
+    raw = load_labeled(_local_cfg(train=str(tmp_path / "train.csv"), validation=str(tmp_path / "val.csv"),
                                  test=str(tmp_path / "test.parquet")))
     assert raw.label_names == ["2", "10"]  # numeric order, as strings
     assert raw.splits["train"] == LabeledTexts(["a", "b", "c"], [1, 0, 1])
@@ -189,7 +190,7 @@ def test_local_int_labels_and_eval_splits(tmp_path: pathlib.Path) -> None:
 def test_local_missing_column(tmp_path: pathlib.Path) -> None:
     pd.DataFrame({"sentence": ["a"], "label": [0]}).to_csv(tmp_path / "t.csv", index=False)
     with pytest.raises(DataError) as info:
-        load_source(_local_cfg(train=str(tmp_path / "t.csv")))
+        load_labeled(_local_cfg(train=str(tmp_path / "t.csv")))
     msg = str(info.value)
     assert "'text'" in msg and "sentence" in msg and "label" in msg
 
@@ -198,38 +199,38 @@ def test_local_unseen_label(tmp_path: pathlib.Path) -> None:
     pd.DataFrame({"text": ["a", "b"], "label": ["x", "y"]}).to_csv(tmp_path / "t.csv", index=False)
     pd.DataFrame({"text": ["c"], "label": ["z"]}).to_csv(tmp_path / "v.csv", index=False)
     with pytest.raises(DataError, match="'z'"):
-        load_source(_local_cfg(train=str(tmp_path / "t.csv"), validation=str(tmp_path / "v.csv")))
+        load_labeled(_local_cfg(train=str(tmp_path / "t.csv"), validation=str(tmp_path / "v.csv")))
 
 
 def test_local_unsupported_extension(tmp_path: pathlib.Path) -> None:
     (tmp_path / "t.xlsx").write_text("nope")
     with pytest.raises(ConfigError) as info:
-        load_source(_local_cfg(train=str(tmp_path / "t.xlsx")))
+        load_labeled(_local_cfg(train=str(tmp_path / "t.xlsx")))
     assert ".parquet" in str(info.value) and ".jsonl" in str(info.value)
 
 
 def test_local_missing_file(tmp_path: pathlib.Path) -> None:
     missing = tmp_path / "nothere.csv"
     with pytest.raises(DataError, match="nothere.csv"):
-        load_source(_local_cfg(train=str(missing)))
+        load_labeled(_local_cfg(train=str(missing)))
 
 
 def test_local_train_required() -> None:
     with pytest.raises(ConfigError, match="data.local.train"):
-        load_source(_local_cfg())
+        load_labeled(_local_cfg())
 
 
 def test_local_empty_split(tmp_path: pathlib.Path) -> None:
     pd.DataFrame({"text": ["a"], "label": [0]}).to_csv(tmp_path / "t.csv", index=False)
     pd.DataFrame({"text": ["  ", None], "label": [0, 0]}).to_csv(tmp_path / "v.csv", index=False)
     with pytest.raises(DataError, match="'validation'"):
-        load_source(_local_cfg(train=str(tmp_path / "t.csv"), validation=str(tmp_path / "v.csv")))
+        load_labeled(_local_cfg(train=str(tmp_path / "t.csv"), validation=str(tmp_path / "v.csv")))
 
 
 def test_local_non_string_text(tmp_path: pathlib.Path) -> None:
     pd.DataFrame({"text": [1, 2], "label": [0, 1]}).to_csv(tmp_path / "t.csv", index=False)
     with pytest.raises(DataError, match="strings"):
-        load_source(_local_cfg(train=str(tmp_path / "t.csv")))
+        load_labeled(_local_cfg(train=str(tmp_path / "t.csv")))
 
 
 # --------------------------------------------------------------------------- hub column mapping

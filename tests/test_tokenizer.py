@@ -1,11 +1,20 @@
+import copy
+import functools
+
 from omegaconf import OmegaConf
 
 from rnnlab.config import compose
 from rnnlab.data.tokenizer import PAD_ID, UNK_ID, build_tokenizer, encode
 
 
+@functools.cache
+def _composed():
+    """The default composition of conf/, once per test process (each test edits a deep copy of a node)."""
+    return compose()
+
+
 def _cfg(**kw):
-    cfg = compose().tokenizer
+    cfg = copy.deepcopy(_composed().classify.tokenizer)
     for key, value in kw.items():
         OmegaConf.update(cfg, key, value)
     return cfg
@@ -45,7 +54,7 @@ def test_unicode_normalisation_keeps_accents():
     assert "café" in tok.get_vocab() and "fine" in tok.get_vocab()
 
 
-# --------------------------------------------------------------------------- sequence tokenizers (translation)
+# --------------------------------------------------------------------------- sequence tokenizers (seq2seq)
 
 import unicodedata  # noqa: E402
 
@@ -58,7 +67,7 @@ SPANISH = ["¿Te gusta este jardín?", "¡Hola, amigo!", "Él no está aquí.", 
 
 
 def _seq_cfg(side="target", **kw):
-    cfg = compose().translate.tokenizer[side]
+    cfg = copy.deepcopy(_composed().seq2seq.tokenizer[side])
     for key, value in kw.items():
         OmegaConf.update(cfg, key, value)
     return cfg

@@ -5,11 +5,13 @@ import json
 import pytest
 import torch
 
-from rnnlab.config import compose, validate
-from rnnlab.data.prepare import download, embed, tokenize, tokenized_dir
+from rnnlab.config import compose, family_view, validate
+from rnnlab.data.prepare import run_data_stage, tokenized_dir
 from rnnlab.errors import DataError
-from rnnlab.training.evaluate import evaluate, load_model
+from rnnlab.tasks.classify.evaluate import evaluate, load_model
 from rnnlab.training.train import train
+
+pytestmark = pytest.mark.slow  # every test here trains a model
 
 
 def test_train_writes_a_complete_model_folder_and_evaluate_scores_it(prepared):
@@ -17,6 +19,8 @@ def test_train_writes_a_complete_model_folder_and_evaluate_scores_it(prepared):
     summary = train(cfg, work / "model", ["unit-test"])
     names = sorted(p.name for p in (work / "model").iterdir())
     assert names == ["config.yaml", "model.json", "model.pt", "tokenizer.json", "train_summary.json"]
+    model_json = json.loads((work / "model/model.json").read_text())
+    assert model_json["family"] == "classify" and model_json["config"]["classify"]["model"]["cell"] == cfg.model.cell
     assert summary["epochs_run"] == len(summary["history"]) >= 1
     assert all(row["epoch_seconds"] > 0 for row in summary["history"])
     # weights load with weights_only=True and reproduce the module's behaviour
@@ -43,7 +47,8 @@ def test_the_mlflow_run_has_config_system_info_throughput_and_a_loadable_model(p
     client = MlflowClient(tracking_uri=run_info["tracking_uri"])
     run = client.get_run(run_info["run_id"])
     params = run.data.params
-    assert params["model.cell"] == cfg.model.cell and params["optim.lr"] == str(cfg.optim.lr)
+    assert params["classify.model.cell"] == cfg.model.cell and params["classify.optim.lr"] == str(cfg.optim.lr)
+    assert params["family"] == "classify" and params["seed"] == str(cfg.seed)
     assert params["system.torch"] == torch.__version__
     assert int(params["system.torch_threads"]) >= 1 and params["system.accelerator"] == "cpu"
     assert run.data.metrics["train_tokens_per_second_mean"] == summary["train_tokens_per_second"] > 0
@@ -72,6 +77,12 @@ def test_cosine_schedule_and_word_dropout_train(prepared):
     assert summary["epochs_run"] == 2
 
 
+from rnnlab.training.train import _cpu_lstm_mixed_supported  # noqa: E402
+
+CPU_BF16_LSTM = _cpu_lstm_mixed_supported(torch.bfloat16)
+
+
+@pytest.mark.skipif(not CPU_BF16_LSTM, reason="this CPU has no bf16 LSTM kernel (oneDNN needs AVX-512)")
 def test_bf16_mixed_precision_trains_with_gradient_clipping(prepared):
     """The optimizer is fused in full precision only: Lightning's mixed precision refuses to clip a fused
     optimizer's gradients (found by benchmarks/bench_train.py --precision bf16-mixed)."""
@@ -82,6 +93,37 @@ def test_bf16_mixed_precision_trains_with_gradient_clipping(prepared):
     validate(cfg)
     summary = train(cfg, work / "bf16", [])
     assert summary["epochs_run"] == 1 and all(torch.isfinite(torch.tensor(r["train_loss"])) for r in summary["history"])
+
+
+def test_bf16_with_a_gru_trains_on_any_cpu(prepared):
+    """GRU's reduced-precision CPU kernel needs no AVX-512: mixed precision with gradient clipping trains."""
+    cfg, work = prepared
+    cfg.trainer.precision = "bf16-mixed"
+    cfg.trainer.max_epochs = 1
+    cfg.model.cell = "gru"
+    validate(cfg)
+    summary = train(cfg, work / "bf16-gru", [])
+    assert summary["epochs_run"] == 1 and all(torch.isfinite(torch.tensor(r["train_loss"])) for r in summary["history"])
+
+
+def test_cpu_without_bf16_lstm_is_refused_before_any_run_or_output(prepared, monkeypatch):
+    """Where the CPU cannot run a bf16 LSTM, training stops with the fix in one line, before an MLflow run
+    is opened (none is left RUNNING) and before anything is written."""
+    import mlflow
+
+    import rnnlab.training.train as train_module
+
+    cfg, work = prepared
+    cfg.trainer.precision = "bf16-mixed"
+    cfg.model.cell = "lstm"
+    validate(cfg)
+    monkeypatch.setattr(train_module, "_cpu_lstm_mixed_supported", lambda dtype: False)
+    mlflow.set_tracking_uri(cfg.tracking.tracking_uri)
+    before = len(mlflow.search_runs(search_all_experiments=True))
+    with pytest.raises(train_module.PrecisionError, match=r"precision=32-true.*model.cell=gru"):
+        train(cfg, work / "refused", [])
+    assert not (work / "refused").exists()
+    assert len(mlflow.search_runs(search_all_experiments=True)) == before
 
 
 def test_same_seed_gives_identical_weights(prepared):
@@ -123,16 +165,17 @@ def test_evaluate_rejects_a_folder_that_is_not_a_model(prepared):
 def test_translation_with_bpe_input_feeding_and_teacher_forcing_schedule(tiny_project, monkeypatch):
     """The step-by-step decoder path (input feeding, scheduled teacher forcing) and BPE tokenizers
     through train() and the test evaluation."""
-    from rnnlab.config import task_config
-    from rnnlab.training.translation import evaluate_translation, load_translator
+    from rnnlab.tasks.seq2seq.evaluate import evaluate as evaluate_seq2seq
+    from rnnlab.tasks.seq2seq.evaluate import load_translator
 
     monkeypatch.chdir(tiny_project["dir"])
-    cfg = task_config(compose([*tiny_project["overrides"], "translate.tokenizer.source.kind=bpe",
-                               "translate.tokenizer.target.kind=bpe", "translate.model.attention=general",
-                               "translate.model.input_feeding=true", "translate.model.teacher_forcing_final=0.5",
-                               "translate.trainer.max_epochs=2"]), "translate")
+    cfg = family_view(compose([*tiny_project["overrides"], "seq2seq.tokenizer.source.kind=bpe",
+                               "seq2seq.tokenizer.target.kind=bpe", "seq2seq.model.attention=general",
+                               "seq2seq.model.input_feeding=true", "seq2seq.model.teacher_forcing_final=0.5",
+                               "seq2seq.trainer.max_epochs=2"]), "seq2seq")
     validate(cfg)
-    download(cfg), tokenize(cfg), embed(cfg)
+    for stage in ("download", "tokenize", "embed"):
+        run_data_stage(cfg, stage)
     summary = train(cfg, tiny_project["dir"] / "mt", [])
     assert [row["teacher_forcing"] for row in summary["history"]] == [1.0, 0.5]
     assert {"val_bleu", "val_loss", "train_loss"} <= set(summary["history"][-1])
@@ -141,7 +184,7 @@ def test_translation_with_bpe_input_feeding_and_teacher_forcing_schedule(tiny_pr
                      "train_summary.json"]
     translator = load_translator(tiny_project["dir"] / "mt")
     assert translator.model.input_feeding and translator.model.attention_kind == "general"
-    metrics = evaluate_translation(tokenized_dir(cfg), tiny_project["dir"] / "mt", tiny_project["dir"] / "m.json",
-                                   tiny_project["dir"] / "plots")
+    metrics = evaluate_seq2seq(tokenized_dir(cfg), tiny_project["dir"] / "mt", tiny_project["dir"] / "m.json",
+                               tiny_project["dir"] / "plots")
     assert metrics["sources"] == 12 and 0 <= metrics["bleu_beam"] <= 100
     assert len(list((tiny_project["dir"] / "plots").glob("attention_*.png"))) >= 1

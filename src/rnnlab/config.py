@@ -1,15 +1,27 @@
-"""Configuration: composition from conf/, validation, and the two ways a stage script starts.
+"""Configuration: composition from conf/, a family's view of it, the schemas of the shared groups,
+validation, and the two ways a stage script starts.
 
-Interactive (`python pipelines/train.py model.cell=gru`, `-m` multiruns): Hydra composes `conf/`.
-Under DVC (`python pipelines/train.py --params params.yaml model.cell=gru`): the committed
-`params.yaml` (which carries any `dvc exp run -S` overrides) is loaded and the stage's own
-overrides (the matrix item) are applied on top as a dotlist.
+The composed config holds one subtree per task family (`<family>: {data, tokenizer, embeddings, model,
+optim, trainer, tracking, grid, monitor}`, conf/<family>/default.yaml) beside the shared root keys
+(`family`, `seed`, `paths`, `tracking`, `out_dir`, `checkpoint_dir`). A key has one spelling everywhere:
+`<family>.model.cell` on the Hydra command line, in `dvc exp run -S`, in params.yaml, in
+conf/experiment/ and in the MLflow params of a run (see `public_config`).
+
+The code of a stage works on a *family view* (`family_view`): the root keys with the family's subtree
+lifted to the top (`cfg.model.cell`, `cfg.data.name`), so shared code reads every family alike.
+
+Interactive (`python pipelines/train.py F.model.cell=gru`, F a family; `-m` multiruns): Hydra composes
+`conf/`. Under DVC (`python pipelines/train.py --params params.yaml family=F F.model.cell=gru`):
+the committed `params.yaml` (which carries any `dvc exp run -S` overrides) is loaded and the stage's
+own overrides (the matrix item) are applied on top as a dotlist.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,20 +32,80 @@ from rnnlab.errors import ConfigError, RnnlabError
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = PROJECT_ROOT / "conf"
 
+# Root keys shared by every family; everything else of a family view comes from the family's subtree.
+ROOT_KEYS = ("family", "seed", "paths", "tracking", "out_dir", "checkpoint_dir", "comparison")
+# Keys of a family's own `tracking` node, merged into the root `tracking` in the view.
+FAMILY_TRACKING_KEYS = ("experiment_name", "registered_model")
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one config value may be: `choices`, or a number of `kind` in [lo, hi]; None allowed if optional."""
+
+    choices: tuple | None = None
+    kind: type | None = None
+    lo: float = 0
+    hi: float = 0
+    optional: bool = False
+
+    def check(self, key: str, value: Any) -> None:
+        if value is None and self.optional:
+            return
+        if self.choices is not None:
+            if value not in self.choices:
+                raise ConfigError(f"{key}={value!r} is not supported. Allowed values: "
+                                  f"{', '.join(map(str, self.choices))}. Fix it with e.g. `{key}={self.choices[0]}`.")
+            return
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if self.kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        if not ok or not self.lo <= value <= self.hi:
+            raise ConfigError(f"{key}={value!r} is out of range: expected {self.kind.__name__} in [{self.lo}, {self.hi}]"
+                              + (" (or null)." if self.optional else "."))
+
+
+def choice(*values: Any) -> Rule:
+    return Rule(choices=tuple(values))
+
+
+def int_in(lo: int, hi: int, optional: bool = False) -> Rule:
+    return Rule(kind=int, lo=lo, hi=hi, optional=optional)
+
+
+def number_in(lo: float, hi: float, optional: bool = False) -> Rule:
+    return Rule(kind=float, lo=lo, hi=hi, optional=optional)
+
+
+Schema = dict[str, Rule]
+SEED = int_in(0, 2**32 - 1)
 CELLS = ("rnn", "lstm", "gru")
-POOLINGS = ("last", "mean", "max", "attention")
 EMBEDDING_MODES = ("frozen", "finetune", "random")
-PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed")
-MONITORS = {"val_acc": "max", "val_f1": "max", "val_loss": "min", "val_bleu": "max"}
-TASK_MONITORS = {"classify": ("val_acc", "val_f1", "val_loss"), "translate": ("val_bleu", "val_loss")}
-SOURCES = ("package", "hub", "local")
-SCHEDULERS = ("none", "cosine")
-ATTENTIONS = ("none", "additive", "dot", "general")
-TOKENIZER_KINDS = ("word", "bpe")
-# Tasks whose configuration groups live in a subtree of the root config (conf/<task>/default.yaml);
-# the root groups themselves are the classification task's.
-SUBTREE_TASKS = ("translate",)
-TASKS = ("classify", *SUBTREE_TASKS)
+# The shared groups: one schema each (a family adds the schema of its `model` group).
+ROOT_SCHEMA: Schema = {"seed": SEED}
+TRACKING_SCHEMA: Schema = {"retries": int_in(0, 100), "retry_seconds": number_in(0.0, 600.0)}
+DATA_SCHEMA: Schema = {"source": choice("package", "hub", "local"), "split.seed": SEED,
+                       "train_epochs": int_in(1, 10000), "max_examples_per_split": int_in(1, 10**9, optional=True)}
+EMBEDDINGS_SCHEMA: Schema = {"source": choice("package", "local")}
+TOKENIZER_SCHEMA: Schema = {"kind": choice("word", "bpe"), "max_length": int_in(1, 100000),
+                            "min_frequency": int_in(1, 10**9), "max_vocab_size": int_in(3, 10**8)}
+OPTIM_SCHEMA: Schema = {"scheduler": choice("none", "cosine"), "lr": number_in(1e-7, 10.0),
+                        "embedding_lr": number_in(0.0, 10.0), "weight_decay": number_in(0.0, 1.0),
+                        "batch_size": int_in(1, 65536)}
+TRAINER_SCHEMA: Schema = {"precision": choice("32-true", "32", "bf16-mixed", "16-mixed"),
+                          "max_epochs": int_in(1, 10000), "devices": int_in(1, 4096), "num_nodes": int_in(1, 4096),
+                          "gradient_clip_val": number_in(0.0, 1e6, optional=True)}
+
+
+def check_group(node: DictConfig, prefix: str, schema: Schema) -> None:
+    """Check every key of `schema` in `node` (keys may be dotted); errors name `prefix.key`."""
+    for key, rule in schema.items():
+        rule.check(f"{prefix}.{key}" if prefix else key, OmegaConf.select(node, key))
+
+
+# --------------------------------------------------------------------------- composition and views
 
 
 def compose(overrides: list[str] | None = None, conf_dir: Path = CONF_DIR) -> DictConfig:
@@ -54,35 +126,48 @@ def dump_params(path: Path, overrides: list[str] | None = None, conf_dir: Path =
     compose_and_dump(path, str(conf_dir), None, "config", str(PROJECT_ROOT), list(overrides or []))
 
 
-def task_config(cfg: DictConfig, task: str | None = None) -> DictConfig:
-    """The configuration one task runs with: for a subtree task (translate), the root config with
-    every group of `cfg.<task>` replacing the root's group of the same name (tracking is merged);
-    for classify, the root without the subtrees. `task` defaults to `cfg.task.name`."""
-    task = task or cfg.task.name
-    if task not in TASKS:
-        raise ConfigError(f"task={task!r} is not supported. Allowed tasks: {', '.join(TASKS)}")
-    # Resolved first: a root value may interpolate the subtree (tracking.experiment_name of a Hydra job
-    # refers to ${translate.task.name}), and the subtree is dropped below.
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    base = {k: v for k, v in cfg.items() if k not in SUBTREE_TASKS}
-    out = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(base)))
-    if task in SUBTREE_TASKS:
-        if task not in cfg:
-            raise ConfigError(f"the config has no `{task}` section; add `- {task}: default` to conf/config.yaml")
-        for key, value in cfg[task].items():
-            if key == "tracking":
-                out.tracking = OmegaConf.merge(out.tracking, value)
-            else:
-                out[key] = OmegaConf.to_container(value) if isinstance(value, DictConfig) else value
-    return out
+def family_view(cfg: DictConfig, family: str | None = None) -> DictConfig:
+    """The configuration one family runs with: the root keys, with the family's subtree lifted to the top
+    (its `tracking` merged into the root's) and the other families' subtrees left out. `family` defaults
+    to `cfg.family`."""
+    from rnnlab import tasks
+
+    family = family or cfg.get("family")
+    tasks.get(family)  # a clear error for an unknown name
+    if family not in cfg:
+        raise ConfigError(f"the config has no `{family}` section; add `- {family}: default` to the defaults "
+                          "of conf/config.yaml")
+    # Resolved first: values interpolate across the tree, and the other subtrees are dropped below.
+    full = OmegaConf.to_container(cfg, resolve=True)
+    view = {k: v for k, v in full.items() if k not in tasks.names()}
+    for key, value in full[family].items():
+        if key == "tracking":
+            view["tracking"] = {**view.get("tracking", {}), **value}
+        elif key in ROOT_KEYS:
+            raise ConfigError(f"{family}.{key} shadows the shared root key `{key}`; rename it")
+        else:
+            view[key] = value
+    view["family"] = family
+    return OmegaConf.create(view)
+
+
+def public_config(view: DictConfig) -> dict:
+    """A family view back in the public spelling (`<family>.model.cell`, root `seed`): what MLflow params,
+    a model's config.yaml and the error messages show, the same keys as params.yaml and the command line."""
+    values = OmegaConf.to_container(view, resolve=True)
+    family = values["family"]
+    root = {k: values[k] for k in ROOT_KEYS if k in values}
+    own = {k: v for k, v in values.items() if k not in ROOT_KEYS}
+    tracking = root.get("tracking") or {}
+    if any(k in tracking for k in FAMILY_TRACKING_KEYS):
+        own["tracking"] = {k: tracking[k] for k in FAMILY_TRACKING_KEYS if k in tracking}
+        root["tracking"] = {k: v for k, v in tracking.items() if k not in FAMILY_TRACKING_KEYS}
+    return {**root, family: own}
 
 
 def load_params(path: str | Path, dotlist: list[str]) -> DictConfig:
-    """Load a composed params.yaml and apply `key=value` overrides (matrix items) on top.
-
-    `task=NAME` selects the task (as on the Hydra command line); other keys are paths in the file,
-    e.g. `translate.model.cell=gru`. Returns the task's configuration (see `task_config`).
-    """
+    """Load a composed params.yaml and apply `key=value` overrides (matrix items) on top, in the public
+    spelling (`family=F`, `F.model.cell=gru`, `out_dir=...`). Returns the family view."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(
@@ -90,18 +175,14 @@ def load_params(path: str | Path, dotlist: list[str]) -> DictConfig:
             "(or `dvc exp run`, which composes it) before `dvc repro`."
         )
     cfg = OmegaConf.load(path)
-    task = None
     for item in dotlist:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
         key, value = item.split("=", 1)
-        if key == "task":
-            task = value
-            continue
         if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
             raise ConfigError(f"override {item!r}: key {key!r} does not exist in {path}")
         OmegaConf.update(cfg, key, OmegaConf.from_dotlist([f"v={value}"]).v, merge=True)
-    return _shared_tracking(task_config(cfg, task))
+    return _shared_tracking(family_view(cfg))
 
 
 def _shared_tracking(cfg: DictConfig) -> DictConfig:
@@ -121,138 +202,50 @@ def _shared_tracking(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
-def _check_choice(cfg: DictConfig, key: str, allowed: tuple[str, ...] | dict) -> None:
-    value = OmegaConf.select(cfg, key)
-    if value not in allowed:
-        raise ConfigError(
-            f"{key}={value!r} is not supported. Allowed values: {', '.join(map(str, allowed))}. "
-            f"Fix it with e.g. `{key}={next(iter(allowed))}`."
-        )
-
-
-def _check_range(cfg: DictConfig, key: str, lo: float, hi: float, kind: type = float) -> None:
-    value = OmegaConf.select(cfg, key)
-    ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is int:
-        ok_type = isinstance(value, int) and not isinstance(value, bool)
-    if not ok_type or not (lo <= value <= hi):
-        raise ConfigError(
-            f"{key}={value!r} is out of range: expected {kind.__name__} in [{lo}, {hi}]."
-        )
-
-
-def _check_tokenizer(cfg: DictConfig, key: str) -> None:
-    _check_choice(cfg, f"{key}.kind", TOKENIZER_KINDS)
-    _check_range(cfg, f"{key}.max_length", 1, 100000, int)
-    _check_range(cfg, f"{key}.min_frequency", 1, 10**9, int)
-    _check_range(cfg, f"{key}.max_vocab_size", 3, 10**8, int)
-
-
-def _check_grid(cfg: DictConfig, axis: str, allowed: tuple[str, ...]) -> None:
-    for value in cfg.grid[axis]:
-        if value not in allowed:
-            raise ConfigError(f"grid.{axis} contains {value!r}; allowed: {', '.join(allowed)}")
-
-
-def _check_optional_range(cfg: DictConfig, key: str, lo: float, hi: float, kind: type = float) -> None:
-    if OmegaConf.select(cfg, key) is not None:
-        _check_range(cfg, key, lo, hi, kind)
+# --------------------------------------------------------------------------- validation
 
 
 def validate(cfg: DictConfig) -> None:
-    """Reject unknown names and out-of-range values before any work starts."""
-    _check_choice(cfg, "task.name", TASKS)
-    _check_choice(cfg, "task.monitor", TASK_MONITORS[cfg.task.name])
-    _check_choice(cfg, "data.source", SOURCES)
-    _check_choice(cfg, "embeddings.source", ("package", "local"))
-    _check_choice(cfg, "model.cell", CELLS)
-    _check_choice(cfg, "model.embedding_mode", EMBEDDING_MODES)
-    _check_choice(cfg, "trainer.precision", PRECISIONS)
-    _check_choice(cfg, "optim.scheduler", SCHEDULERS)
-    _check_grid(cfg, "cell", CELLS)
-    _check_range(cfg, "model.hidden_size", 1, 8192, int)
-    _check_range(cfg, "model.dropout", 0.0, 0.95)
-    _check_range(cfg, "optim.lr", 1e-7, 10.0)
-    _check_range(cfg, "optim.embedding_lr", 0.0, 10.0)
-    _check_range(cfg, "optim.weight_decay", 0.0, 1.0)
-    _check_range(cfg, "optim.batch_size", 1, 65536, int)
-    _check_range(cfg, "trainer.max_epochs", 1, 10000, int)
-    _check_range(cfg, "seed", 0, 2**32 - 1, int)
-    _check_range(cfg, "data.split.seed", 0, 2**32 - 1, int)
-    _check_range(cfg, "tracking.retries", 0, 100, int)
-    _check_range(cfg, "tracking.retry_seconds", 0.0, 600.0)
-    _check_range(cfg, "trainer.devices", 1, 4096, int)
-    _check_range(cfg, "trainer.num_nodes", 1, 4096, int)
-    _check_optional_range(cfg, "trainer.gradient_clip_val", 0.0, 1e6)
-    if cfg.task.name == "classify":
-        _check_choice(cfg, "model.pooling", POOLINGS)
-        _check_grid(cfg, "pooling", POOLINGS)
-        _check_range(cfg, "model.num_layers", 1, 16, int)
-        _check_range(cfg, "model.embedding_dropout", 0.0, 0.95)
-        _check_range(cfg, "model.word_dropout", 0.0, 0.95)
-        _check_range(cfg, "data.train_epochs", 1, 10000, int)
-        _check_tokenizer(cfg, "tokenizer")
-        return
-    _check_choice(cfg, "model.attention", ATTENTIONS)
-    _check_grid(cfg, "attention", ATTENTIONS)
-    if cfg.model.input_feeding and cfg.model.attention == "none":
-        raise ConfigError("model.input_feeding=true needs attention (it feeds the attentional vector); "
-                          "set model.attention to additive, dot or general, or input_feeding=false")
-    if cfg.model.attention == "dot" and cfg.model.bidirectional:
-        raise ConfigError("model.attention=dot scores decoder states (hidden_size) against encoder outputs, "
-                          "which are 2*hidden_size wide when model.bidirectional=true. Use attention=general "
-                          "(a learned projection) or additive, or set model.bidirectional=false")
-    _check_range(cfg, "model.encoder_layers", 1, 16, int)
-    _check_range(cfg, "model.decoder_layers", 1, 16, int)
-    _check_range(cfg, "model.tgt_embedding_dim", 1, 8192, int)
-    _check_range(cfg, "model.teacher_forcing", 0.0, 1.0)
-    _check_optional_range(cfg, "model.teacher_forcing_final", 0.0, 1.0)
-    _check_range(cfg, "model.label_smoothing", 0.0, 0.9)
-    _check_output_layer(cfg)
-    _check_range(cfg, "model.decoding.beam", 1, 256, int)
-    _check_range(cfg, "model.decoding.length_penalty", 0.0, 10.0)
-    _check_range(cfg, "model.decoding.max_length", 1, 10000, int)
-    _check_range(cfg, "model.decoding.max_len_a", 0.0, 100.0)
-    _check_range(cfg, "model.decoding.max_len_b", 0, 10000, int)
-    _check_optional_range(cfg, "data.max_source_words", 1, 10**6, int)
-    _check_optional_range(cfg, "data.max_train_pairs", 1, 10**9, int)
-    _check_optional_range(cfg, "data.max_eval_sources", 1, 10**9, int)
-    _check_tokenizer(cfg, "tokenizer.source")
-    _check_tokenizer(cfg, "tokenizer.target")
+    """Reject unknown names and out-of-range values of a family view before any work starts."""
+    from rnnlab import tasks
 
-
-def _check_output_layer(cfg: DictConfig) -> None:
-    from rnnlab.models.seq2seq import OUTPUT_LAYERS
-
-    model = cfg.model
-    layer = model.get("output_layer", "full")
-    if layer not in OUTPUT_LAYERS:
-        raise ConfigError(f"model.output_layer={layer!r} is not supported; allowed: {', '.join(OUTPUT_LAYERS)}")
-    if layer != "adaptive":
-        return
-    if float(model.label_smoothing) > 0:
-        raise ConfigError(f"model.output_layer=adaptive with model.label_smoothing={model.label_smoothing}: label "
-                          "smoothing needs every word's probability, which removes the adaptive softmax's speed-up. "
-                          "Set model.label_smoothing=0 or model.output_layer=full")
-    cutoffs = list(model.get("adaptive_cutoffs") or [])
-    vocab = int(cfg.tokenizer.target.max_vocab_size)
-    if (not cutoffs or not all(isinstance(c, int) and not isinstance(c, bool) for c in cutoffs)
-            or cutoffs != sorted(set(cutoffs)) or cutoffs[0] < 1 or cutoffs[-1] >= vocab):
-        raise ConfigError(f"model.adaptive_cutoffs={cutoffs}: give increasing, unique whole numbers between 1 and "
-                          f"tokenizer.target.max_vocab_size - 1 ({vocab - 1}), e.g. [2000] or [1000,3000]")
+    family = tasks.get(cfg.family)
+    name = cfg.family
+    check_group(cfg, "", ROOT_SCHEMA)
+    check_group(cfg.tracking, "tracking", TRACKING_SCHEMA)
+    choice(*family.monitors).check(f"{name}.monitor", cfg.get("monitor"))
+    check_group(cfg.data, f"{name}.data", DATA_SCHEMA)
+    if "embeddings" in cfg:
+        check_group(cfg.embeddings, f"{name}.embeddings", EMBEDDINGS_SCHEMA)
+    check_group(cfg.optim, f"{name}.optim", OPTIM_SCHEMA)
+    check_group(cfg.trainer, f"{name}.trainer", TRAINER_SCHEMA)
+    check_group(cfg.model, f"{name}.model", family.model_schema)
+    for node in family.tokenizer_nodes:
+        check_group(OmegaConf.select(cfg, node), f"{name}.{node}", TOKENIZER_SCHEMA)
+    for axis, values in cfg.grid.items():
+        rule = family.model_schema.get(axis)
+        if rule is None or rule.choices is None:
+            axes = [k for k, r in family.model_schema.items() if r.choices is not None]
+            raise ConfigError(f"{name}.grid.{axis}: the grid's axes are model keys with named values; "
+                              f"allowed axes: {', '.join(axes)}")
+        for value in values:
+            if value not in rule.choices:
+                raise ConfigError(f"{name}.grid.{axis} contains {value!r}; allowed: {', '.join(map(str, rule.choices))}")
+    family.validate(cfg)
 
 
 def variant_name(cfg: DictConfig) -> str:
-    """Name of a model variant from its grid coordinates, e.g. `lstm-attention`, `gru-additive`."""
-    if cfg.task.name == "translate":
-        return f"{cfg.model.cell}-{cfg.model.attention}"
-    return f"{cfg.model.cell}-{cfg.model.pooling}"
+    """Name of a model variant from its grid coordinates (the model keys the grid's axes name), e.g.
+    `lstm-attention`, `gru-additive`."""
+    return "-".join(str(cfg.model[axis]) for axis in cfg.grid)
 
 
 def grid_variants(cfg: DictConfig) -> list[str]:
     """Every variant of the grid that `dvc repro` trains, in dvc.yaml's matrix order."""
-    second = "attention" if cfg.task.name == "translate" else "pooling"
-    return [f"{cell}-{other}" for cell in cfg.grid.cell for other in cfg.grid[second]]
+    return ["-".join(map(str, point)) for point in itertools.product(*cfg.grid.values())]
+
+
+# --------------------------------------------------------------------------- entry points
 
 
 def run_stage(run: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
@@ -282,13 +275,13 @@ def cli(run: Callable[[DictConfig], Any], stage: str) -> None:
 
     import hydra
 
-    def task(cfg: DictConfig) -> Any:
+    def job(cfg: DictConfig) -> Any:
         try:
-            cfg = task_config(cfg)
+            cfg = family_view(cfg)
         except RnnlabError as err:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
         return run_stage(run, cfg)
 
     sys.argv = [sys.argv[0], *argv, f"hydra.job.name={stage}"]
-    hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)()
+    hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(job)()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -69,85 +70,40 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-class EncodedDataset(torch.utils.data.Dataset):
-    def __init__(self, ids: list[list[int]], labels: list[int]):
-        self.ids, self.labels = ids, labels
+class RowsDataset(torch.utils.data.Dataset):
+    """Rows of parallel columns: item i is (i, column_0[i], column_1[i], ...)."""
+
+    def __init__(self, *columns: list):
+        self.columns = columns
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.columns[0])
 
     def __getitem__(self, index: int):
-        return index, self.ids[index], self.labels[index]
-
-
-def collate(items) -> dict[str, torch.Tensor]:
-    """Right-pad to the longest sequence in the batch."""
-    index, ids, labels = zip(*items)
-    lengths = torch.tensor([len(s) for s in ids], dtype=torch.long)
-    return {"ids": _pad(ids), "lengths": lengths, "labels": torch.tensor(labels, dtype=torch.long),
-            "index": torch.tensor(index, dtype=torch.long)}
+        return (index, *(column[index] for column in self.columns))
 
 
 def rows(column) -> list:
     """A data set column as a plain list. `datasets` returns lazy Column objects whose every row access
     reads Arrow again (about 100 us a row: measured 2.4 s of a 9 s classification epoch, see
-    benchmarks/RESULTS.md); the loaders index rows at random, so they read each column once here."""
+    docs/benchmarks.md); the loaders index rows at random, so they read each column once here."""
     return column if isinstance(column, list) else column[:]
 
 
-def make_loader(ids: list[list[int]], labels: list[int], batch_size: int, shuffle: bool, seed: int = 0,
-                num_workers: int = 0, num_replicas: int = 1, rank: int = 0) -> DataLoader:
-    """A DataLoader over encoded texts with length-bucketed batches."""
-    ids, labels = rows(ids), rows(labels)
-    sampler = BucketBatchSampler([len(s) for s in ids], batch_size, shuffle, seed,
-                                 num_replicas=num_replicas, rank=rank)
-    return DataLoader(EncodedDataset(ids, labels), batch_sampler=sampler, collate_fn=collate,
-                      num_workers=num_workers, persistent_workers=num_workers > 0, generator=_generator(seed))
+def pad(seqs: Sequence[Sequence[int]]) -> torch.Tensor:
+    """Right-pad id sequences with PAD_ID: (batch, longest length). One vectorised copy, no per-row loop."""
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    out = np.full((len(seqs), int(lengths.max())), PAD_ID, dtype=np.int64)
+    out[np.arange(out.shape[1]) < lengths[:, None]] = np.fromiter(
+        itertools.chain.from_iterable(seqs), dtype=np.int64, count=int(lengths.sum()))
+    return torch.from_numpy(out)  # (batch, max_len)
 
 
-# ---- sentence pairs (translation) -----------------------------------------------------------
-
-class PairDataset(torch.utils.data.Dataset):
-    """(index, source ids, target ids) rows; target ids without <bos>/<eos>."""
-
-    def __init__(self, source_ids: list[list[int]], target_ids: list[list[int]]):
-        self.source_ids, self.target_ids = source_ids, target_ids
-
-    def __len__(self) -> int:
-        return len(self.source_ids)
-
-    def __getitem__(self, index: int):
-        return index, self.source_ids[index], self.target_ids[index]
-
-
-def _pad(seqs: Sequence[Sequence[int]]) -> torch.Tensor:
-    out = torch.full((len(seqs), max(len(s) for s in seqs)), PAD_ID, dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        out[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-    return out  # (batch, max_len)
-
-
-def collate_pairs(items) -> dict[str, torch.Tensor]:
-    """Right-padded source ids; decoder inputs `<bos> y` and outputs `y <eos>` (same length)."""
-    from rnnlab.data.tokenizer import BOS_ID, EOS_ID
-
-    index, source, target = zip(*items)
-    return {
-        "ids": _pad(source),  # (batch, src_len)
-        "lengths": torch.tensor([len(s) for s in source], dtype=torch.long),
-        "tgt_in": _pad([[BOS_ID, *t] for t in target]),  # (batch, tgt_len + 1)
-        "tgt_out": _pad([[*t, EOS_ID] for t in target]),  # (batch, tgt_len + 1)
-        "tgt_lengths": torch.tensor([len(t) + 1 for t in target], dtype=torch.long),
-        "index": torch.tensor(index, dtype=torch.long),
-    }
-
-
-def make_pair_loader(source_ids: list[list[int]], target_ids: list[list[int]], batch_size: int,
-                     shuffle: bool, seed: int = 0, num_workers: int = 0, num_replicas: int = 1,
-                     rank: int = 0) -> DataLoader:
-    """Batches bucketed by source length (target length breaks ties)."""
-    source_ids, target_ids = rows(source_ids), rows(target_ids)
-    keys = [len(s) + len(t) / 1000.0 for s, t in zip(source_ids, target_ids)]
-    sampler = BucketBatchSampler(keys, batch_size, shuffle, seed, num_replicas=num_replicas, rank=rank)
-    return DataLoader(PairDataset(source_ids, target_ids), batch_sampler=sampler, collate_fn=collate_pairs,
+def make_loader(columns: Sequence[list], collate: Callable, lengths: Sequence[float], batch_size: int,
+                shuffle: bool, seed: int = 0, num_workers: int = 0, num_replicas: int = 1,
+                rank: int = 0) -> DataLoader:
+    """A DataLoader over parallel columns of encoded rows, in length-bucketed batches (`lengths`: the
+    sort key of each row), collated by `collate` from (index, *row) items."""
+    sampler = BucketBatchSampler(lengths, batch_size, shuffle, seed, num_replicas=num_replicas, rank=rank)
+    return DataLoader(RowsDataset(*columns), batch_sampler=sampler, collate_fn=collate,
                       num_workers=num_workers, persistent_workers=num_workers > 0, generator=_generator(seed))

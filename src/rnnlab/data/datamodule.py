@@ -1,35 +1,44 @@
-"""Lightning DataModule over the tokenize stage's output."""
+"""The Lightning DataModule shape every family's data takes: train/validation/test loaders over the
+tokenize stage's output, training batches split across DDP ranks."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Callable
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from rnnlab.data.batching import make_loader, make_pair_loader
+from rnnlab.data.batching import make_loader, rows
 
 
-class _SplitLoaders(pl.LightningDataModule):
-    """Train/validation/test loaders over `self.dataset`; training batches are split across DDP ranks.
-    Subclasses name the two columns a batch is made of and the loader that batches them."""
+class SplitDataModule(pl.LightningDataModule):
+    """Loaders over `self.dataset[split]` (a `datasets.DatasetDict`). A family names the columns a batch is
+    made of, the collate function that batches them, and the length key its batches are bucketed by."""
 
-    columns: tuple[str, str]
+    columns: tuple[str, ...] = ()
 
-    def __init__(self, batch_size: int, seed: int, num_workers: int):
+    def __init__(self, batch_size: int, seed: int, num_workers: int = 0):
         super().__init__()
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
+        self.dataset = None
 
-    def _make_loader(self, *args) -> DataLoader:
-        raise NotImplementedError
+    collate: Callable
+
+    def bucket_key(self, *columns: list) -> list[float]:
+        """The sort key of each row; default: the length of the first column's ids."""
+        return [len(ids) for ids in columns[0]]
+
+    def loader(self, split: str, shuffle: bool, batch_size: int | None = None, replicas: int = 1,
+               rank: int = 0) -> DataLoader:
+        columns = [rows(self.dataset[split][name]) for name in self.columns]
+        return make_loader(columns, self.collate, self.bucket_key(*columns), batch_size or self.batch_size,
+                           shuffle, self.seed, self.num_workers, replicas, rank)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         replicas, rank = 1, 0
         if shuffle and self.trainer is not None and self.trainer.world_size > 1:
             replicas, rank = self.trainer.world_size, self.trainer.global_rank
-        data = self.dataset[split]
-        return self._make_loader(data[self.columns[0]], data[self.columns[1]], self.batch_size, shuffle,
-                                 self.seed, self.num_workers, replicas, rank)
+        return self.loader(split, shuffle, replicas=replicas, rank=rank)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -39,38 +48,3 @@ class _SplitLoaders(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
-
-
-class ClassificationDataModule(_SplitLoaders):
-    """Text classification batches (token ids, label)."""
-
-    columns = ("input_ids", "label")
-
-    def __init__(self, tokenized: Path, batch_size: int, seed: int, num_workers: int = 0):
-        super().__init__(batch_size, seed, num_workers)
-        from rnnlab.data.prepare import load_tokenized
-
-        self.dataset, self.tokenizer = load_tokenized(Path(tokenized))
-        self.label_names = list(self.dataset["train"].features["label"].names)
-
-    def _make_loader(self, *args) -> DataLoader:
-        return make_loader(*args)
-
-
-class TranslationDataModule(_SplitLoaders):
-    """Sentence-pair batches plus what validation BLEU needs: each validation row's source and the
-    references of every unique source (all its translations in the split)."""
-
-    columns = ("source_ids", "target_ids")
-
-    def __init__(self, tokenized: Path, batch_size: int, seed: int, num_workers: int = 0):
-        super().__init__(batch_size, seed, num_workers)
-        from rnnlab.data.pairs import group_references
-        from rnnlab.data.prepare import load_tokenized_pairs
-
-        self.dataset, self.tokenizers = load_tokenized_pairs(Path(tokenized))
-        validation = self.dataset["validation"]
-        self.val_keys, _, self.val_references = group_references(validation["source"], validation["target"])
-
-    def _make_loader(self, *args) -> DataLoader:
-        return make_pair_loader(*args)

@@ -14,11 +14,13 @@ import pathlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
 from rnnlab.errors import ConfigError, DataError
+
+T = TypeVar("T")
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "validation", "test")
 SOURCES: tuple[str, ...] = ("package", "hub", "local")
@@ -332,8 +334,9 @@ def hub_split_to_texts(ds: Any, *, split: str, text_column: str, label_column: s
     return clean_split(ds[text_column], labels, split=split, origin=origin)
 
 
-def load_hub(hub_cfg: Any) -> RawDataset:
-    """Load a Hugging Face dataset (needs network); keeps train/validation/test splits."""
+def hub_splits(hub_cfg: Any, origin: str | None = None) -> dict[str, Any]:
+    """The train/validation/test splits of a Hugging Face dataset (needs network), under canonical names
+    ("dev", "valid", "val" -> "validation"); a train split is required."""
     dataset_id = _get(hub_cfg, "id")
     if not dataset_id:
         raise ConfigError(
@@ -343,9 +346,7 @@ def load_hub(hub_cfg: Any) -> RawDataset:
     import datasets  # imported lazily: heavy, and only needed for the hub source
 
     config_name = _get(hub_cfg, "config")
-    text_column = str(_get(hub_cfg, "text_column", "text"))
-    label_column = str(_get(hub_cfg, "label_column", "label"))
-    origin = f"hub dataset '{dataset_id}'"
+    origin = origin or f"hub dataset '{dataset_id}'"
     try:
         dsd = datasets.load_dataset(str(dataset_id), config_name)
     except Exception as exc:  # network, unknown id, unknown config...
@@ -363,6 +364,15 @@ def load_hub(hub_cfg: Any) -> RawDataset:
             f"{origin} has no train split (found {list(dsd)}); a 'train' split is required. "
             "Choose another dataset/config, or use data.source=local."
         )
+    return by_name
+
+
+def load_hub(hub_cfg: Any) -> RawDataset:
+    """Labelled texts from a Hugging Face dataset; keeps its train/validation/test splits."""
+    text_column = str(_get(hub_cfg, "text_column", "text"))
+    label_column = str(_get(hub_cfg, "label_column", "label"))
+    origin = f"hub dataset '{_get(hub_cfg, 'id')}'"
+    by_name = hub_splits(hub_cfg, origin)
     if label_column not in by_name["train"].column_names:
         raise DataError(
             f"{origin}: split 'train' has no column '{label_column}'; columns found: "
@@ -474,16 +484,20 @@ def load_local(local_cfg: Any) -> RawDataset:
 # --------------------------------------------------------------------------- entry point
 
 
-def load_source(data_cfg: Any) -> RawDataset:
-    """Load the dataset described by a data config (source: package | hub | local)."""
+def load_source(data_cfg: Any, *, package: Callable[[Any], T], hub: Callable[[Any], T],
+                local: Callable[[Any], T]) -> T:
+    """The one dispatcher over data sources, for every family: `data.source` (package | hub | local) picks
+    the loader, which receives the whole data config."""
     source = _get(data_cfg, "source")
     if source not in SOURCES:
         raise ConfigError(
             f"data.source={source!r} is not supported; allowed values are {' | '.join(SOURCES)}. "
             "Set data.source to one of them."
         )
-    if source == "package":
-        return load_package_dataset(str(_get(data_cfg, "name", "")), _get(data_cfg, "package"))
-    if source == "hub":
-        return load_hub(_get(data_cfg, "hub"))
-    return load_local(_get(data_cfg, "local"))
+    return {"package": package, "hub": hub, "local": local}[source](data_cfg)
+
+
+def load_labeled(data_cfg: Any) -> RawDataset:
+    """Labelled texts described by a data config (classification)."""
+    return load_source(data_cfg, package=lambda c: load_package_dataset(str(_get(c, "name", "")), _get(c, "package")),
+                       hub=lambda c: load_hub(_get(c, "hub")), local=lambda c: load_local(_get(c, "local")))

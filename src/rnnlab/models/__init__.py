@@ -1,1 +1,1 @@
-"""Recurrent encoders, pooling and task heads."""
+"""Shared building blocks of the models: recurrent encoders, pooling, attention."""

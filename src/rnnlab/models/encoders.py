@@ -11,7 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-RNN_CLASSES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+from rnnlab.config import CELLS
+
+# One fused PyTorch module per cell name of the config schema (rnnlab.config.CELLS, the one list of names).
+RNN_CLASSES = dict(zip(CELLS, (nn.RNN, nn.LSTM, nn.GRU), strict=True))
 
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,8 @@ from torch import nn
 
 from rnnlab.models.encoders import padding_mask
 
+POOLINGS = ("last", "mean", "max", "attention")
+
 
 class AttentionPooling(nn.Module):
     """Additive self-attention pooling: score_t = v . tanh(W h_t), softmax over real tokens only."""
@@ -36,4 +38,4 @@ def pool(kind: str, outputs: torch.Tensor, lengths: torch.Tensor, encoder, atten
         return outputs.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(dim=1).values, None
     if kind == "attention":
         return attention(outputs, mask)
-    raise ValueError(f"pooling={kind!r}; allowed: last, mean, max, attention")
+    raise ValueError(f"pooling={kind!r}; allowed: {', '.join(POOLINGS)}")

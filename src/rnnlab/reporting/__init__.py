@@ -1,1 +1,1 @@
-"""Comparison reports and plots."""
+"""Shared reporting: grid report helpers, figures, seed comparisons with statistics."""

@@ -2,7 +2,7 @@
 
 Runs are read from one MLflow experiment, whoever launched them (Hydra sweeps, `dvc repro`,
 `dvc exp run`). A run is comparable with another when their logged configurations agree on every
-key except the compared factor (e.g. `model.cell`) and the seed; bookkeeping keys (paths, tracking,
+key except the compared factor (e.g. `<family>.model.cell`) and the seed; bookkeeping keys (paths, tracking,
 system info, output folders) are ignored. Within such a group each variant has one score per seed
 (the newest run wins when a seed was run twice; the report says how far the reruns agreed), and
 every pair of variants is compared on the seeds they share: mean paired difference, its 95%
@@ -20,10 +20,17 @@ import numpy as np
 
 from rnnlab.errors import ConfigError
 
-# Logged params that do not change what is trained.
-IGNORED_PREFIXES = ("system.", "tracking.", "paths.", "grid.", "translate.", "comparison.", "hydra.")
-IGNORED_KEYS = {"out_dir", "seed", "trainer.progress_bar", "trainer.num_workers"}
-DEFAULT_METRICS = {"classify": ("test_acc", "val_acc"), "translate": ("test_bleu_beam", "val_bleu")}
+# Logged params that do not change what is trained: root keys, and keys of the run's family subtree
+# (written `<family>.<key>`, the public spelling) with the family prefix taken off.
+IGNORED_PREFIXES = ("system.", "tracking.", "paths.", "grid.", "comparison.", "hydra.")
+IGNORED_KEYS = {"out_dir", "checkpoint_dir", "seed", "trainer.progress_bar", "trainer.num_workers"}
+
+
+def bookkeeping(key: str, family: str | None) -> bool:
+    """True for a logged param that does not change what is trained."""
+    if family and key.startswith(family + "."):
+        key = key[len(family) + 1:]
+    return key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES)
 
 
 @dataclass
@@ -57,11 +64,16 @@ def load_runs(tracking_uri: str, experiment_name: str, factor: str, metric: str 
     found = [r for r in found if factor in r.data.params]
     if not found:
         raise ConfigError(f"no finished run of {experiment_name!r} logged the parameter {factor!r}; "
-                          "give the config key that differs between the variants, e.g. model.cell, "
-                          "model.attention, model.pooling, model.bidirectional, model.embedding_mode")
-    task = found[0].data.tags.get("task", "classify")
-    default_metric, default_curve = DEFAULT_METRICS.get(task, DEFAULT_METRICS["classify"])
-    metric, curve_metric = metric or default_metric, curve_metric or default_curve
+                          "give the config key that differs between the variants as logged, <family>.<group>.<key>, "
+                          "e.g. <family>.model.cell or <family>.model.bidirectional")
+    family = found[0].data.params.get("family")
+    if (metric is None or curve_metric is None) and family is not None:
+        from rnnlab import tasks
+
+        default_metric, default_curve = tasks.get(family).compare_metrics
+        metric, curve_metric = metric or default_metric, curve_metric or default_curve
+    if metric is None or curve_metric is None:
+        raise ConfigError(f"the runs of {experiment_name!r} logged no `family` param: give --metric (e.g. test_acc)")
     runs = []
     for r in found:
         params = r.data.params
@@ -86,9 +98,9 @@ def load_runs(tracking_uri: str, experiment_name: str, factor: str, metric: str 
 def setting_key(params: dict[str, str], factor: str) -> tuple:
     """The settings a run must share with another to be compared. Keys with a `/` are Lightning's copies of
     the module's hyperparameters (`model_cfg/cell`), which repeat the config's own `model.*` keys."""
+    family = params.get("family")
     return tuple(sorted((k, v) for k, v in params.items()
-                        if k != factor and k not in IGNORED_KEYS and "/" not in k
-                        and not k.startswith(IGNORED_PREFIXES)))
+                        if k != factor and "/" not in k and not bookkeeping(k, family)))
 
 
 @dataclass
@@ -203,18 +215,15 @@ def plot_group(group: Group, analysis: dict, factor: str, metric: str, curve_met
                path: Path) -> None:
     """2x2 figure: mean +- std bars with each seed's score, validation curves (mean +- std over seeds),
     score vs parameter count, score vs training time."""
-    import matplotlib
+    from rnnlab.reporting.figures import new_figure, save_figure
 
-    matplotlib.use("Agg")
+    fig, axes = new_figure(11, 8, 2, 2)
     import matplotlib.pyplot as plt
     import matplotlib.ticker
-
-    from rnnlab.io import atomic_file
 
     rows = analysis["variants"]
     names = [r["variant"] for r in rows]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     ax = axes[0][0]
     x = np.arange(len(rows))
     ax.bar(x, [r["mean"] for r in rows], yerr=[0 if math.isnan(r["std"]) else r["std"] for r in rows],
@@ -256,10 +265,7 @@ def plot_group(group: Group, analysis: dict, factor: str, metric: str, curve_met
         ax.set_title(f"{metric} vs {label}")
         ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def write_comparison(tracking_uri: str, experiment_name: str, factor: str, out_md: Path,
@@ -332,3 +338,22 @@ def write_comparison(tracking_uri: str, experiment_name: str, factor: str, out_m
               "told from seed noise. More seeds narrow it (add e.g. `seed=42,43,44,45,46` to the sweep's command line).", ""]
     write_text(out_md, "\n".join(lines))
     return {"groups": analyses, "metric": metric, "report": str(out_md)}
+
+
+def comparison_preset(name: str, dataset: str | None = None) -> dict:
+    """A named comparison of conf/experiment/: its factor and metric, and the MLflow experiment its runs are
+    in (composed from conf/, on the family's default data set or `dataset`)."""
+    from rnnlab.config import CONF_DIR, compose, family_view
+
+    path = Path(CONF_DIR) / "experiment" / f"{name}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
+        raise ConfigError(f"--comparison {name!r}: no {path}; known comparisons: {', '.join(names)}")
+    view = family_view(compose([f"experiment={name}"]))
+    if dataset:
+        # only the name matters here (it names the MLflow experiment), so any data set is accepted,
+        # including a local one with no conf/data/ file
+        view = family_view(compose([f"experiment={name}", f"{view.family}.data.name={dataset}"]))
+    comparison = view.comparison
+    return {"factor": comparison.factor, "metric": comparison.get("metric"),
+            "experiment": view.tracking.experiment_name, "family": view.family}

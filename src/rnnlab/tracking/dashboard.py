@@ -3,7 +3,7 @@ backend, open an experiment's runs page in headless Chromium (Debian's `chromium
 `chromedriver`, installed by `make browser`), expand a sweep's parent run and read or photograph
 the page.
 
-    python -m rnnlab.tracking.dashboard --experiment-name rnnlab-classify-rotten_tomatoes \\
+    python -m rnnlab.tracking.dashboard --experiment-name rnnlab-<family>-<dataset> \\
         --expand "sweep 10-12-00" --screenshot docs/dashboard.png
 """
 

@@ -23,8 +23,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-PARENT_ENV = "RNNLAB_MLFLOW_PARENT_RUN_ID"
-EXPERIMENT_ENV = "RNNLAB_MLFLOW_PARENT_EXPERIMENT"
+from rnnlab.tracking.mlflow_utils import EXPERIMENT_ENV, PARENT_ENV
 
 
 class MlflowSweepParent(Callback):
@@ -36,10 +35,10 @@ class MlflowSweepParent(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow.tracking import MlflowClient
 
-        from rnnlab.config import task_config
+        from rnnlab.config import family_view
         from rnnlab.tracking.mlflow_utils import artifact_uri, git_commit
 
-        cfg = task_config(OmegaConf.create({k: v for k, v in config.items() if k != "hydra"}))
+        cfg = family_view(OmegaConf.create({k: v for k, v in config.items() if k != "hydra"}))
         OmegaConf.resolve(cfg)
         self.cfg = cfg
         self.client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
@@ -50,7 +49,7 @@ class MlflowSweepParent(Callback):
         sweep_dir = str(config.hydra.sweep.dir)
         overrides = " ".join(config.hydra.overrides.task) or "(none)"
         run = self.client.create_run(experiment_id, run_name=f"sweep {os.path.basename(sweep_dir)}", tags={
-            "task": cfg.task.name, "dataset": cfg.data.name, "launcher": "hydra-multirun",
+            "family": cfg.family, "dataset": cfg.data.name, "launcher": "hydra-multirun",
             "sweep_dir": sweep_dir, "overrides": overrides, "git_commit": git_commit()})
         self.run_id, self.experiment_id, self.ended = run.info.run_id, experiment_id, False
         os.environ[PARENT_ENV], os.environ[EXPERIMENT_ENV] = self.run_id, name

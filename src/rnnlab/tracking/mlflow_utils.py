@@ -16,6 +16,10 @@ from rnnlab.config import PROJECT_ROOT
 from rnnlab.errors import RnnlabError
 
 T = TypeVar("T")
+# Set by the Hydra sweep callback (rnnlab.tracking.hydra_callbacks) for the jobs of a multirun: the parent
+# run each job's run is nested under, and the experiment it lives in.
+PARENT_ENV = "RNNLAB_MLFLOW_PARENT_RUN_ID"
+EXPERIMENT_ENV = "RNNLAB_MLFLOW_PARENT_EXPERIMENT"
 # MLflow's own HTTP client retries for minutes by default; rnnlab retries every call itself (below),
 # with the `tracking.retries` / `tracking.retry_seconds` policy, so a user's explicit setting wins.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -55,7 +59,7 @@ def git_commit() -> str:
         return "unknown"
 
 
-def flatten(cfg: DictConfig) -> dict[str, Any]:
+def flatten(cfg: DictConfig | dict) -> dict[str, Any]:
     """Resolved config as flat `a.b.c` keys (MLflow params)."""
     out: dict[str, Any] = {}
 
@@ -66,7 +70,7 @@ def flatten(cfg: DictConfig) -> dict[str, Any]:
         else:
             out[prefix] = node
 
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    walk(OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg, "")
     return out
 
 
@@ -74,14 +78,12 @@ def run_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
     import torch
 
     tags = {
-        "task": cfg.task.name, "dataset": cfg.data.name, "cell": cfg.model.cell,
-        "bidirectional": str(cfg.model.bidirectional),
-        "embedding_mode": cfg.model.embedding_mode, "seed": str(cfg.seed),
+        "family": cfg.family, "dataset": cfg.data.name, "seed": str(cfg.seed),
         "git_commit": git_commit(), "overrides": " ".join(overrides) or "(none)",
         "torch_version": torch.__version__, "host_python": platform.python_version(),
         "launcher": "dvc" if os.environ.get("DVC_STAGE") or "--params" in overrides else "hydra",
     }
-    for key in ("pooling", "attention"):  # the grid's second axis, by task
+    for key in ("cell", "bidirectional", "embedding_mode", *cfg.grid):  # the grid's axes, and common model keys
         if OmegaConf.select(cfg, f"model.{key}") is not None:
             tags[key] = str(cfg.model[key])
     comparison = OmegaConf.select(cfg, "comparison.name", default=None)
@@ -168,8 +170,6 @@ def make_logger(cfg: DictConfig, run_name: str, tags: dict[str, str], run_id: st
     """An MLFlowLogger that retries (RetryingMLFlowLogger); inside a Hydra multirun the run is a child of
     the sweep's parent run (rnnlab.tracking.hydra_callbacks) when both are in the same experiment.
     `run_id` continues an existing run (a resumed training)."""
-    from rnnlab.tracking.hydra_callbacks import EXPERIMENT_ENV, PARENT_ENV
-
     parent = os.environ.get(PARENT_ENV)
     if parent:
         same_experiment = os.environ.get(EXPERIMENT_ENV) == cfg.tracking.experiment_name

@@ -1,1 +1,1 @@
-"""LightningModules, callbacks, train(cfg) and evaluate(cfg)."""
+"""Shared training set-up of every family: train(cfg), callbacks, checkpointing and resume, optimiser, epoch metrics."""

@@ -8,10 +8,8 @@ import pytorch_lightning as pl
 
 
 class History(pl.Callback):
-    """Keeps every epoch's logged metrics, so results never depend on the tracker."""
-
-    KEYS = ("train_loss", "train_acc", "train_f1", "val_loss", "val_acc", "val_f1",
-            "teacher_forcing", "val_bleu", "val_chrf")
+    """Keeps every epoch's logged metrics, so results never depend on the tracker. Training tokens come from
+    the LightningModule's `batch_tokens(batch)` (each family counts its own)."""
 
     def __init__(self, print_lines: bool):
         self.rows: list[dict[str, float]] = []
@@ -26,9 +24,7 @@ class History(pl.Callback):
         self._epoch_tokens = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        tokens = int(batch["lengths"].sum())  # source tokens
-        if "tgt_lengths" in batch:
-            tokens += int(batch["tgt_lengths"].sum())  # decoder steps (translation)
+        tokens = int(pl_module.batch_tokens(batch)) if hasattr(pl_module, "batch_tokens") else 0
         self._epoch_tokens += tokens
         self.tokens += tokens
         self._last_batch_end = time.perf_counter()
@@ -49,7 +45,7 @@ class History(pl.Callback):
         """Runs after the epoch's validation: epoch_seconds covers training and validation."""
         metrics = trainer.callback_metrics
         row = {"epoch": trainer.current_epoch + 1}
-        row.update({k: round(float(metrics[k]), 5) for k in self.KEYS if k in metrics})
+        row.update({k: round(float(v), 5) for k, v in sorted(metrics.items()) if v.numel() == 1})
         row["epoch_seconds"] = round(time.perf_counter() - self._start, 3)
         # Throughput of the training batches only (validation excluded): tokens / wall second.
         train_seconds = max(self._last_batch_end - self._start, 1e-9)

@@ -181,8 +181,8 @@ class FiniteLoss(pl.Callback):
     """Stops training with a clear error when the loss is NaN or infinite, before the backward pass
     (so the weights and the last good checkpoint stay untouched)."""
 
-    def __init__(self, checkpoint_hint: str):
-        self.checkpoint_hint = checkpoint_hint
+    def __init__(self, checkpoint_hint: str, family: str = "<family>"):
+        self.checkpoint_hint, self.family = checkpoint_hint, family
         self.batch_idx = 0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
@@ -195,5 +195,5 @@ class FiniteLoss(pl.Callback):
         raise TrainingDiverged(
             f"the training loss is {value} at epoch {trainer.current_epoch + 1}, global step "
             f"{trainer.global_step}, batch {self.batch_idx} of the epoch; training stopped before this "
-            f"update. {self.checkpoint_hint} Lower optim.lr, keep trainer.gradient_clip_val on "
+            f"update. {self.checkpoint_hint} Lower {self.family}.optim.lr, keep {self.family}.trainer.gradient_clip_val on "
             "(default 1.0), or check the input data of that batch.")

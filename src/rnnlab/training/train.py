@@ -1,7 +1,8 @@
-"""train(cfg): one Lightning training run (text classifier or translation model), tracked in MLflow.
+"""train(cfg): one Lightning training run of any task family, tracked in MLflow. The family (looked up in
+the registry) builds the data, the LightningModule and what model.json records; everything else is shared.
 
 Writes to out_dir (atomically): model.pt (weights), model.json (what is needed to rebuild and use
-the model: task, config, vocabulary sizes, labels), the tokenizer file(s), train_summary.json
+the model: family, config, vocabulary sizes, labels), the tokenizer file(s), train_summary.json
 (history, timing, parameter count, MLflow run id) and config.yaml.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.config import MONITORS, variant_name
+from rnnlab.config import public_config, variant_name
 from rnnlab.errors import ConfigError
 from rnnlab.io import atomic_dir, write_json
 
@@ -33,36 +34,39 @@ def _progress_bar(cfg: DictConfig) -> tuple[list, bool, bool]:
     return [], False, True
 
 
-def _build(cfg: DictConfig):
-    """(datamodule, LightningModule, task-specific model.json entries, tokenizer files to copy)."""
-    from rnnlab.data.prepare import TRANSLATION_TOKENIZERS, embeddings_dir, load_matrix, tokenized_dir
+class PrecisionError(ConfigError):
+    """The requested trainer.precision cannot run this model on this machine."""
 
-    matrix = load_matrix(embeddings_dir(cfg))
-    model_cfg, optim_cfg = OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.optim)
-    seed, batch, workers = int(cfg.seed), int(cfg.optim.batch_size), int(cfg.trainer.num_workers)
-    if cfg.task.name == "translate":
-        from rnnlab.data.datamodule import TranslationDataModule
-        from rnnlab.training.seq2seq_module import Seq2SeqModule
 
-        data = TranslationDataModule(tokenized_dir(cfg), batch, seed, workers)
-        sizes = {side: t.get_vocab_size() for side, t in data.tokenizers.items()}
-        module = Seq2SeqModule(model_cfg, optim_cfg, sizes["source"], sizes["target"], matrix,
-                               data.tokenizers["target"], data.val_keys, data.val_references)
-        info = {"src_vocab_size": sizes["source"], "tgt_vocab_size": sizes["target"],
-                "embedding_dim": int(matrix.shape[1]),
-                "max_length": int(cfg.tokenizer.source.max_length)}
-        return data, module, info, list(TRANSLATION_TOKENIZERS.values())
-    if cfg.task.name != "classify":
-        raise ConfigError(f"task={cfg.task.name!r} has no trainer yet; allowed: classify, translate")
-    from rnnlab.data.datamodule import ClassificationDataModule
-    from rnnlab.training.module import ClassifierModule
+def _cpu_lstm_mixed_supported(dtype: torch.dtype) -> bool:
+    """Whether this CPU runs an nn.LSTM under autocast to `dtype`. PyTorch's CPU LSTM kernel in reduced
+    precision is oneDNN's, which needs AVX-512 (measured: fails on a 2-core AMD EPYC without it, while
+    nn.RNN and nn.GRU run); probed with a 1-step LSTM rather than guessed from CPU flags."""
+    probe = torch.nn.LSTM(2, 2, batch_first=True)
+    try:
+        with torch.autocast("cpu", dtype=dtype):
+            probe(torch.zeros(1, 1, 2))
+    except RuntimeError:
+        return False
+    return True
 
-    data = ClassificationDataModule(tokenized_dir(cfg), batch, seed, workers)
-    module = ClassifierModule(model_cfg, optim_cfg, vocab_size=matrix.shape[0], embedding_dim=matrix.shape[1],
-                              num_classes=len(data.label_names), embeddings=matrix)
-    info = {"vocab_size": int(matrix.shape[0]), "embedding_dim": int(matrix.shape[1]),
-            "label_names": data.label_names, "max_length": int(cfg.tokenizer.max_length)}
-    return data, module, info, ["tokenizer.json"]
+
+def check_precision(cfg: DictConfig, model: torch.nn.Module) -> None:
+    """Refuse, before any MLflow run or output exists, a mixed precision that this CPU cannot run for the
+    model's LSTM layers (instead of a oneDNN 'could not create a primitive descriptor' error mid-fit)."""
+    precision = str(cfg.trainer.precision)
+    if not precision.endswith("-mixed") or str(cfg.trainer.accelerator) not in ("cpu", "auto"):
+        return
+    if str(cfg.trainer.accelerator) == "auto" and torch.cuda.is_available():
+        return
+    if not any(isinstance(m, torch.nn.LSTM) for m in model.modules()):
+        return
+    dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float16
+    if not _cpu_lstm_mixed_supported(dtype):
+        raise PrecisionError(
+            f"trainer.precision={precision} cannot train an LSTM on this CPU: PyTorch's reduced-precision "
+            "CPU LSTM kernel (oneDNN) needs AVX-512, which this CPU lacks. Use trainer.precision=32-true, "
+            f"a GRU or RNN cell ({cfg.family}.model.cell=gru), or a GPU (trainer=gpu).")
 
 
 def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
@@ -74,6 +78,7 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
+    from rnnlab import tasks
     from rnnlab.data.prepare import tokenized_dir
     from rnnlab.tracking.mlflow_utils import (TrackingError, flatten, log_pytorch_model, make_logger, run_tags,
                                               system_info)
@@ -87,7 +92,10 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     if cfg.trainer.num_threads:
         torch.set_num_threads(int(cfg.trainer.num_threads))
-    data, module, task_info, tokenizer_files = _build(cfg)
+    family = tasks.get(cfg.family)
+    built = family.build(cfg)
+    data, module, task_info, tokenizer_files = built.datamodule, built.module, built.info, built.tokenizer_files
+    check_precision(cfg, module.model)
     params = sum(p.numel() for p in module.model.parameters())
     trainable = sum(p.numel() for p in module.model.parameters() if p.requires_grad)
 
@@ -112,7 +120,7 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
         logger = make_logger(cfg, run_name, tags)
         _ = logger.run_id
     if folder.run_id is None:  # a new run (a resumed one has its parameters already)
-        logger.log_hyperparams({**flatten(cfg), **system_info(str(cfg.trainer.accelerator))})
+        logger.log_hyperparams({**flatten(public_config(cfg)), **system_info(str(cfg.trainer.accelerator))})
         logger.log_metrics({"parameters": params, "trainable_parameters": trainable}, step=0)
     else:
         logger.safely("tag the resumed run", lambda: logger.experiment.set_tag(
@@ -120,15 +128,16 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
     if not temporary and logger.run_id is not None:
         folder.write_state("running", logger.run_id, epochs_done=0)
 
-    monitor = cfg.task.monitor
+    monitor = cfg.monitor
+    mode = family.monitors[monitor]
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename=BEST_NAME, monitor=monitor,
-                                 mode=MONITORS[monitor], save_top_k=1, enable_version_counter=False)
-    early = EarlyStopping(monitor=monitor, mode=MONITORS[monitor], patience=int(cfg.trainer.patience))
+                                 mode=mode, save_top_k=1, enable_version_counter=False)
+    early = EarlyStopping(monitor=monitor, mode=mode, patience=int(cfg.trainer.patience))
     bar_callbacks, enable_bar, print_lines = _progress_bar(cfg)
     history = History(print_lines)
     hint = ("The last good checkpoint (end of the last finished epoch) is kept in "
             f"{ckpt_dir}." if not temporary else "")
-    callbacks = [EpochSeed(int(cfg.seed)), FiniteLoss(hint), checkpoint, early, history, *bar_callbacks]
+    callbacks = [EpochSeed(int(cfg.seed)), FiniteLoss(hint, cfg.family), checkpoint, early, history, *bar_callbacks]
     if not temporary:
         callbacks.append(ResumeCheckpoint(folder, logger.run_id))
     trainer = pl.Trainer(
@@ -170,11 +179,12 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
                 cfg.tracking.tracking_uri, logger.run_id, module.model))
             if model_uri:
                 summary["mlflow"]["model_uri"] = model_uri
+        public = public_config(cfg)
         model_info = {
-            "task": cfg.task.name,
+            "family": cfg.family,
             "model": OmegaConf.to_container(cfg.model),
             **task_info,
-            "config": OmegaConf.to_container(cfg, resolve=True),
+            "config": public,
         }
         client = logger.experiment
         with atomic_dir(out_dir) as tmp:
@@ -182,7 +192,7 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
             write_json(tmp / "model.json", model_info)
             for name in tokenizer_files:
                 shutil.copy(Path(tokenized_dir(cfg)) / name, tmp / name)
-            (tmp / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+            (tmp / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(public)), encoding="utf-8")
             logger.safely("log config.yaml", lambda: client.log_artifact(logger.run_id, str(tmp / "config.yaml")))
             if cfg.tracking.log_checkpoint:
                 logger.safely("log the checkpoint", lambda: client.log_artifact(

@@ -1,0 +1,86 @@
+"""The shape every task family has: one object with everything task-specific.
+
+A family subclasses `TaskFamily`, fills in its hooks and registers one instance (a built-in package
+`rnnlab.tasks.<name>` exposes it as `FAMILY`). Shared code calls only these hooks:
+
+- configuration: `model_schema` (allowed values and ranges of its `model` group), `tokenizer_nodes`
+  (the tokenizer groups it has), `monitors` (validation metrics it can select checkpoints by, with
+  their direction), `validate(cfg)` for checks across keys;
+- data stages: `download`, `tokenize`, `embed` (each writes one folder atomically);
+- training: `build(cfg)` returns the DataModule, the LightningModule and what `model.json` records;
+- evaluation and reports: `evaluate`, `describe_metrics`, `write_report`, `describe_row`,
+  `compare_metrics` (the score and learning curve a seed comparison uses by default);
+- use: `add_predict_arguments` and `predict` (pipelines/predict.py, any family, read from model.json).
+
+Every hook receives the family view of the configuration (`rnnlab.config.family_view`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from rnnlab.config import Schema
+
+
+@dataclass
+class Built:
+    """What `TaskFamily.build` returns for one training run."""
+
+    datamodule: Any            # a LightningDataModule
+    module: Any                # a LightningModule whose `.model` is the plain nn.Module that is saved
+    info: dict                 # entries of model.json needed to rebuild and use the model
+    tokenizer_files: list[str] = field(default_factory=list)  # files of the tokenize output copied beside it
+
+
+class TaskFamily:
+    name: str = ""
+    description: str = ""
+    monitors: dict[str, str] = {}          # validation metric -> "max" | "min"
+    model_schema: Schema = {}
+    tokenizer_nodes: tuple[str, ...] = ("tokenizer",)
+    compare_metrics: tuple[str, str] = ("", "")  # (score, learning curve) of a seed comparison
+
+    # ---- configuration
+    def validate(self, cfg: DictConfig) -> None:
+        """Checks across keys that the schemas cannot express (raise ConfigError)."""
+
+    # ---- data stages
+    def download(self, cfg: DictConfig, out: Path) -> dict:
+        raise NotImplementedError
+
+    def tokenize(self, cfg: DictConfig, raw: Path, out: Path) -> dict:
+        raise NotImplementedError
+
+    def embed(self, cfg: DictConfig, tokenized: Path, out: Path) -> dict:
+        raise NotImplementedError
+
+    # ---- training, evaluation, reports
+    def build(self, cfg: DictConfig) -> Built:
+        raise NotImplementedError
+
+    def evaluate(self, cfg: DictConfig, model_dir: Path, metrics_path: Path, plots_dir: Path,
+                 log_to_mlflow: bool = True) -> dict:
+        raise NotImplementedError
+
+    def describe_metrics(self, metrics: dict) -> str:
+        return ", ".join(f"{k} {v}" for k, v in metrics.items())
+
+    def write_report(self, cfg: DictConfig, variants: list[str], folders: dict[str, Path], out: Path,
+                     stats: dict, notes: list[str]) -> list[dict]:
+        raise NotImplementedError
+
+    def describe_row(self, row: dict) -> str:
+        return str(row)
+
+    # ---- use
+    def add_predict_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Options of `pipelines/predict.py` for this family's models."""
+
+    def predict(self, model_dir: Path, inputs: list[str], args: argparse.Namespace) -> list[str]:
+        """The lines to print for `inputs` (raise DataError for unusable input)."""
+        raise NotImplementedError

@@ -1,0 +1,96 @@
+"""Text classification: one label per text (sentiment, spam, question type), scored by accuracy and
+macro-F1. Model: embedding (GloVe) -> recurrent encoder -> pooling (last | mean | max | attention) -> head."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from rnnlab.config import CELLS, EMBEDDING_MODES, choice, int_in, number_in
+from rnnlab.models.pooling import POOLINGS
+from rnnlab.tasks.base import Built, TaskFamily
+
+
+class ClassifyFamily(TaskFamily):
+    name = "classify"
+    description = "text classification"
+    monitors = {"val_acc": "max", "val_f1": "max", "val_loss": "min"}
+    compare_metrics = ("test_acc", "val_acc")
+    model_schema = {
+        "cell": choice(*CELLS), "pooling": choice(*POOLINGS), "embedding_mode": choice(*EMBEDDING_MODES),
+        "bidirectional": choice(True, False), "residual": choice(True, False),
+        "hidden_size": int_in(1, 8192), "num_layers": int_in(1, 16), "dropout": number_in(0.0, 0.95),
+        "embedding_dropout": number_in(0.0, 0.95), "word_dropout": number_in(0.0, 0.95),
+    }
+
+    def download(self, cfg: DictConfig, out: Path) -> dict:
+        from rnnlab.tasks.classify.data import download
+
+        return download(cfg, out)
+
+    def tokenize(self, cfg: DictConfig, raw: Path, out: Path) -> dict:
+        from rnnlab.tasks.classify.data import tokenize
+
+        return tokenize(cfg, raw, out)
+
+    def embed(self, cfg: DictConfig, tokenized: Path, out: Path) -> dict:
+        from rnnlab.tasks.classify.data import embed
+
+        return embed(cfg, tokenized, out)
+
+    def build(self, cfg: DictConfig) -> Built:
+        from rnnlab.data.prepare import embeddings_dir, load_matrix, tokenized_dir
+        from rnnlab.tasks.classify.module import ClassificationDataModule, ClassifierModule
+
+        matrix = load_matrix(embeddings_dir(cfg))
+        data = ClassificationDataModule(tokenized_dir(cfg), int(cfg.optim.batch_size), int(cfg.seed),
+                                        int(cfg.trainer.num_workers))
+        module = ClassifierModule(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.optim),
+                                  vocab_size=matrix.shape[0], embedding_dim=matrix.shape[1],
+                                  num_classes=len(data.label_names), embeddings=matrix)
+        info = {"vocab_size": int(matrix.shape[0]), "embedding_dim": int(matrix.shape[1]),
+                "label_names": data.label_names, "max_length": int(cfg.tokenizer.max_length)}
+        return Built(data, module, info, ["tokenizer.json"])
+
+    def evaluate(self, cfg: DictConfig, model_dir: Path, metrics_path: Path, plots_dir: Path,
+                 log_to_mlflow: bool = True) -> dict:
+        from rnnlab.data.prepare import tokenized_dir
+        from rnnlab.tasks.classify.evaluate import evaluate
+
+        return evaluate(tokenized_dir(cfg), model_dir, metrics_path, plots_dir, log_to_mlflow)
+
+    def describe_metrics(self, metrics: dict) -> str:
+        return f"accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} (n={metrics['n']})"
+
+    def write_report(self, cfg: DictConfig, variants: list[str], folders: dict[str, Path], out: Path,
+                     stats: dict, notes: list[str]) -> list[dict]:
+        from rnnlab.tasks.classify.report import write_report
+
+        return write_report(self.name, cfg.data.name, variants, folders["metrics"], folders["models"], out, stats,
+                            notes=notes)
+
+    def describe_row(self, row: dict) -> str:
+        return f"{row['variant']:>16}  accuracy {row['accuracy']:.4f}  macro-F1 {row['macro_f1']:.4f}"
+
+    def add_predict_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--no-attention", action="store_true", help="do not print the attention weights")
+
+    def predict(self, model_dir: Path, inputs: list[str], args: argparse.Namespace) -> list[str]:
+        import sys
+
+        from rnnlab.tasks.classify.evaluate import classify_texts
+
+        lines = []
+        for result in classify_texts(model_dir, inputs):
+            if result["warning"]:
+                print(f"warning: {result['warning']}", file=sys.stderr)
+            probs = "  ".join(f"{name} {p:.3f}" for name, p in result["probabilities"].items())
+            lines.append(f"{result['label']}\t{probs}")
+            if result["attention"] is not None and not args.no_attention:
+                lines.append("  attention: " + " ".join(f"{word}:{w:.2f}" for word, w in result["attention"]))
+        return lines
+
+
+FAMILY = ClassifyFamily()

@@ -1,0 +1,185 @@
+"""Using a trained classifier: loading it, test-split evaluation (metrics, confusion matrix as CSV for DVC
+plots and PNG, misclassified examples) and predictions for new texts."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rnnlab.errors import DataError
+from rnnlab.io import atomic_dir, load_weights, read_json, write_json
+
+
+def load_model(model_dir: Path):
+    """Rebuild a trained classifier from its folder (weights loaded with weights_only=True)."""
+    from rnnlab.tasks.classify.model import build_classifier
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "model.json").is_file() or not (model_dir / "model.pt").is_file():
+        raise DataError(f"{model_dir} is not a trained model folder (needs model.json and model.pt); "
+                        "train one with `dvc repro` or pipelines/train.py")
+    info = read_json(model_dir / "model.json")
+    if info.get("family") != "classify":
+        raise DataError(f"{model_dir} holds a model of family {info.get('family')!r}, not classify")
+    model = build_classifier(info["model"], info["vocab_size"], info["embedding_dim"],
+                             len(info["label_names"]))
+    load_weights(model_dir / "model.pt", model)
+    return model.eval(), info
+
+
+def test_loader(ids: list[list[int]], labels: list[int], batch_size: int = 256):
+    """Deterministic batches in length order (each row's index kept, so results go back in place)."""
+    from rnnlab.data.batching import make_loader
+    from rnnlab.tasks.classify.module import collate
+
+    return make_loader([ids, labels], collate, [len(s) for s in ids], batch_size, shuffle=False)
+
+
+@torch.no_grad()
+def predict(model, loader) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, predictions, probabilities) in the dataset's original order."""
+    n = len(loader.dataset)
+    labels = np.zeros(n, dtype=np.int64)
+    preds = np.zeros(n, dtype=np.int64)
+    probs = None
+    for batch in loader:
+        logits = model(batch["ids"], batch["lengths"])  # (batch, classes)
+        p = torch.softmax(logits.float(), -1).numpy()
+        if probs is None:
+            probs = np.zeros((n, p.shape[1]), dtype=np.float32)
+        index = batch["index"].numpy()
+        labels[index], preds[index], probs[index] = batch["labels"].numpy(), p.argmax(-1), p
+    return labels, preds, probs
+
+
+def classification_metrics(labels: np.ndarray, preds: np.ndarray, label_names: list[str]) -> dict:
+    k = len(label_names)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (labels, preds), 1)
+    per_class = {}
+    f1s = []
+    for i, name in enumerate(label_names):
+        tp = confusion[i, i]
+        precision = tp / max(confusion[:, i].sum(), 1)
+        recall = tp / max(confusion[i, :].sum(), 1)
+        f1 = 2 * precision * recall / max(precision + recall, 1e-12)
+        f1s.append(f1)
+        per_class[name] = {"precision": round(float(precision), 4), "recall": round(float(recall), 4),
+                           "f1": round(float(f1), 4), "support": int(confusion[i, :].sum())}
+    return {
+        "accuracy": round(float((labels == preds).mean()), 4),
+        "macro_f1": round(float(np.mean(f1s)), 4),
+        "n": int(labels.size),
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+    }
+
+
+def _confusion_png(confusion: np.ndarray, label_names: list[str], title: str, path: Path) -> None:
+    from rnnlab.reporting.figures import new_figure, save_figure
+
+    fig, ax = new_figure(1.2 * len(label_names) + 2.5, 1.0 * len(label_names) + 2)
+    ax.imshow(confusion, cmap="Blues")
+    ax.set_xticks(range(len(label_names)), label_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(label_names)), label_names)
+    for (i, j), v in np.ndenumerate(confusion):
+        ax.text(j, i, str(v), ha="center", va="center",
+                color="white" if v > confusion.max() / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(title)
+    save_figure(fig, path)
+
+
+def evaluate(tokenized: Path, model_dir: Path, metrics_path: Path, plots_dir: Path,
+             log_to_mlflow: bool = True) -> dict:
+    from rnnlab.tasks.classify.data import load_tokenized
+    from rnnlab.tracking.mlflow_utils import log_to_run
+
+    model, info = load_model(model_dir)
+    summary = read_json(Path(model_dir) / "train_summary.json")
+    dataset, tokenizer = load_tokenized(Path(tokenized))
+    model_tokenizer = Path(model_dir) / "tokenizer.json"
+    if model_tokenizer.is_file() and model_tokenizer.read_bytes() != (Path(tokenized) / "tokenizer.json").read_bytes():
+        raise DataError(f"the vocabulary of {tokenized} ({tokenizer.get_vocab_size():,} words) differs from the "
+                        f"one {model_dir} was trained with ({info['vocab_size']:,}): the model was trained on other "
+                        "data or another tokenizer; re-run the train stage")
+    label_names = list(dataset["test"].features["label"].names)
+    if label_names != info["label_names"]:
+        raise DataError(f"labels of {tokenized} {label_names} differ from the model's "
+                        f"{info['label_names']}: the model was trained on other data")
+    test = dataset["test"]
+    labels, preds, probs = predict(model, test_loader(test["input_ids"][:], test["label"][:]))
+    details = classification_metrics(labels, preds, info["label_names"])
+    details.update(variant=summary["variant"], dataset=summary["dataset"], labels=info["label_names"])
+    # The DVC metrics file holds the headline numbers only; per-class scores go beside the plots.
+    metrics = {key: details[key] for key in ("accuracy", "macro_f1", "n")}
+    texts = test["text"]
+    names = info["label_names"]
+    with atomic_dir(plots_dir) as tmp:
+        with (tmp / "confusion.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["actual", "predicted"])
+            writer.writerows([names[a], names[p]] for a, p in zip(labels, preds))
+        write_json(tmp / "details.json", details)
+        _confusion_png(np.array(details["confusion"]), names,
+                       f"{summary['dataset']} {summary['variant']} (test acc {metrics['accuracy']:.3f})",
+                       tmp / "confusion.png")
+        with (tmp / "misclassified.jsonl").open("w", encoding="utf-8") as handle:
+            for i in np.flatnonzero(labels != preds):
+                handle.write(json.dumps({"text": texts[i], "label": names[labels[i]],
+                                         "predicted": names[preds[i]],
+                                         "confidence": round(float(probs[i].max()), 4)},
+                                        ensure_ascii=False) + "\n")
+        if log_to_mlflow:
+            run = summary["mlflow"]
+            log_to_run(run["tracking_uri"], run["run_id"],
+                       {"test_acc": metrics["accuracy"], "test_f1": metrics["macro_f1"]},
+                       [tmp / "confusion.png", tmp / "misclassified.jsonl"], "evaluation")
+    write_json(metrics_path, metrics)
+    return metrics
+
+
+def _words(tokenizer, ids: list[int]) -> list[str]:
+    return [tokenizer.id_to_token(i) for i in ids]
+
+
+@torch.no_grad()
+def classify_texts(model_dir: Path, texts: list[str]) -> list[dict]:
+    """Label, class probabilities and (attention pooling) each token's attention weight for each text.
+    Empty texts, control characters and texts of which no word is in the vocabulary are refused."""
+    from tokenizers import Tokenizer
+
+    from rnnlab.data.tokenizer import UNK_ID
+    from rnnlab.predict import check_text
+
+    model, info = load_model(model_dir)
+    tokenizer = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
+    limit = int(info["max_length"])
+    results = []
+    for text in texts:
+        text = check_text(text)
+        ids = tokenizer.encode(text, add_special_tokens=False).ids
+        if not ids or all(i == UNK_ID for i in ids):
+            raise DataError(f"none of the words of {text[:60]!r} is in the model's vocabulary "
+                            f"({info['vocab_size']:,} words); rephrase with more common words")
+        warning = None
+        if len(ids) > limit:
+            warning = f"the input has {len(ids)} tokens; the model reads at most {limit}: classifying the first {limit}"
+            ids = ids[:limit]
+        batch = torch.tensor([ids]), torch.tensor([len(ids)])
+        logits, weights = model(*batch, return_attention=True)  # (1, classes), (1, time) or None
+        probs = torch.softmax(logits.float(), -1)[0].tolist()
+        best = int(np.argmax(probs))
+        results.append({
+            "text": text, "label": info["label_names"][best],
+            "probabilities": {name: round(p, 4) for name, p in zip(info["label_names"], probs)},
+            "attention": None if weights is None else list(zip(_words(tokenizer, ids),
+                                                                [round(w, 4) for w in weights[0].tolist()])),
+            "warning": warning,
+        })
+    return results

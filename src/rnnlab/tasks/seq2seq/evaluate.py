@@ -1,0 +1,202 @@
+"""Using a trained sequence-to-sequence model: loading it, decoding new input, test-split evaluation
+(sacreBLEU / chrF, greedy and beam), sample outputs and attention heatmaps."""
+
+from __future__ import annotations
+
+import json
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rnnlab.errors import DataError
+from rnnlab.io import atomic_dir, load_weights, read_json, write_json
+
+
+@dataclass
+class Translator:
+    model: torch.nn.Module
+    info: dict
+    source_tokenizer: object
+    target_tokenizer: object
+
+    @property
+    def decoding(self) -> dict:
+        return self.info["model"]["decoding"]
+
+
+def load_translator(model_dir: Path) -> Translator:
+    """Rebuild a trained seq2seq model from its folder (weights loaded with weights_only=True)."""
+    from tokenizers import Tokenizer
+
+    from rnnlab.tasks.seq2seq.data import TOKENIZER_FILES
+    from rnnlab.tasks.seq2seq.model import build_seq2seq
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise DataError(f"model folder {model_dir} does not exist. Train one with `dvc repro` (it writes "
+                        "models/seq2seq/<dataset>/<cell>-<attention>) or pipelines/train.py family=seq2seq")
+    needed = ["model.json", "model.pt", *TOKENIZER_FILES.values()]
+    info_path = model_dir / "model.json"
+    if info_path.is_file() and read_json(info_path).get("family") not in (None, "seq2seq"):
+        raise DataError(f"{model_dir} holds a model of family {read_json(info_path).get('family')!r}, "
+                        "not a seq2seq model; pass a folder under models/seq2seq/")
+    missing = [name for name in needed if not (model_dir / name).is_file()]
+    if missing:
+        raise DataError(f"{model_dir} is not a trained seq2seq model folder: {', '.join(missing)} missing")
+    info = read_json(info_path)
+    model = build_seq2seq(info["model"], info["src_vocab_size"], info["tgt_vocab_size"],
+                          src_embeddings=np.zeros((info["src_vocab_size"], info["embedding_dim"]), np.float32))
+    load_weights(model_dir / "model.pt", model)
+    tokenizers = {side: Tokenizer.from_file(str(model_dir / name)) for side, name in TOKENIZER_FILES.items()}
+    return Translator(model.eval(), info, tokenizers["source"], tokenizers["target"])
+
+
+def foreign_letters(text: str, script: str | None) -> list[str]:
+    """Letters of `text` outside the Unicode script `script` (e.g. "LATIN"); none when script is None."""
+    if not script:
+        return []
+    return [ch for ch in text if ch.isalpha() and not unicodedata.name(ch, "").startswith(script.upper())]
+
+
+def prepare_input(translator: Translator, text: str) -> tuple[list[int], str | None]:
+    """Source ids of one input for decoding, and a warning when it had to be truncated. Refused with a
+    DataError: empty input, control characters, letters outside the data's source script, no known word."""
+    from rnnlab.data.tokenizer import UNK_ID
+    from rnnlab.predict import check_text
+
+    text = check_text(text)
+    data = translator.info["config"]["seq2seq"]["data"]
+    language = (data.get("languages") or {}).get("source", "the source language")
+    script = data.get("source_script")
+    foreign = foreign_letters(text, script)
+    if foreign:
+        raise DataError(f"input {text[:40]!r} contains letters outside the {script.title()} script "
+                        f"({''.join(foreign[:10])}); this model reads {language} in the {script.title()} script")
+    ids = translator.source_tokenizer.encode(text, add_special_tokens=False).ids
+    if not ids or all(i == UNK_ID for i in ids):
+        raise DataError(f"none of the words of {text[:60]!r} is in the model's {language} vocabulary "
+                        f"({translator.info['src_vocab_size']:,} words); rephrase with common {language} words")
+    limit = int(translator.info["max_length"])
+    if len(ids) > limit:
+        return ids[:limit], (f"the input has {len(ids)} tokens; the model reads at most {limit}: "
+                             f"using the first {limit} only")
+    return ids, None
+
+
+def translate_ids(translator: Translator, source_ids: list[list[int]], beam: int, batch_size: int = 64,
+                  return_attention: bool = False) -> tuple[list[list[int]], list]:
+    """Decode every id sequence (batched by length); (output ids, attention per sentence or None)."""
+    from rnnlab.data.batching import pad
+    from rnnlab.data.tokenizer import BOS_ID, EOS_ID
+    from rnnlab.tasks.seq2seq.decoding import beam_search, greedy_decode
+
+    d = translator.decoding
+    limits = dict(max_length=int(d["max_length"]), max_len_a=float(d["max_len_a"]), max_len_b=int(d["max_len_b"]))
+    outputs: list = [None] * len(source_ids)
+    attention: list = [None] * len(source_ids)
+    order = np.argsort([len(s) for s in source_ids], kind="stable")
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        src = pad([source_ids[i] for i in index])  # (batch, src_len)
+        lengths = torch.tensor([len(source_ids[i]) for i in index])
+        if beam == 1:
+            decoded = greedy_decode(translator.model, src, lengths, BOS_ID, EOS_ID,
+                                    return_attention=return_attention, **limits)
+        else:
+            decoded = beam_search(translator.model, src, lengths, BOS_ID, EOS_ID, beam=beam,
+                                  length_penalty=float(d["length_penalty"]), return_attention=return_attention,
+                                  **limits)
+        for row, i in enumerate(index):
+            outputs[i] = decoded.tokens[row]
+            if decoded.attention is not None:
+                attention[i] = decoded.attention[row]
+    return outputs, attention
+
+
+def attention_heatmap(source_tokens: list[str], output_tokens: list[str], weights: np.ndarray,
+                      title: str, path: Path) -> None:
+    """weights: (output steps incl. <eos>, source tokens)."""
+    from rnnlab.reporting.figures import new_figure, save_figure
+
+    fig, ax = new_figure(0.55 * len(source_tokens) + 2.5, 0.45 * len(output_tokens) + 2)
+    ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(source_tokens)), source_tokens, rotation=45, ha="right")
+    ax.set_yticks(range(len(output_tokens)), output_tokens)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    ax.set_title(title, fontsize=9)
+    save_figure(fig, path)
+
+
+def heatmap_for(translator: Translator, source_ids: list[int], output_ids: list[int], weights, title: str,
+                path: Path) -> None:
+    src_tokens = [translator.source_tokenizer.id_to_token(i) for i in source_ids]
+    out_tokens = [translator.target_tokenizer.id_to_token(i) for i in output_ids] + ["<eos>"]
+    attention_heatmap(src_tokens, out_tokens, np.asarray(weights)[: len(out_tokens)], title, path)
+
+
+def evaluate(tokenized: Path, model_dir: Path, metrics_path: Path, plots_dir: Path,
+                         log_to_mlflow: bool = True, n_heatmaps: int = 4) -> dict:
+    """Test split: BLEU/chrF of greedy and beam decoding against all references of each unique source."""
+    from rnnlab.data.tokenizer import detokenize
+    from rnnlab.tasks.seq2seq.bleu import corpus_scores, sacrebleu_signature
+    from rnnlab.tasks.seq2seq.data import group_references, load_tokenized_pairs
+    from rnnlab.tracking.mlflow_utils import log_to_run
+
+    translator = load_translator(model_dir)
+    summary = read_json(Path(model_dir) / "train_summary.json")
+    dataset, tokenizers = load_tokenized_pairs(Path(tokenized))
+    for side, model_tokenizer in (("source", translator.source_tokenizer), ("target", translator.target_tokenizer)):
+        if tokenizers[side].get_vocab() != model_tokenizer.get_vocab():
+            raise DataError(f"the {side} vocabulary of {tokenized} differs from the model's in {model_dir}: "
+                            "the model was trained on other data; re-run the train stage")
+    test = dataset["test"]
+    # each column read once, not row by row
+    all_source_ids, all_sources, all_targets = test["source_ids"][:], test["source"][:], test["target"][:]
+    _, first, references = group_references(all_sources, all_targets)
+    keys = list(first)  # unique sources in file order
+    source_ids = [all_source_ids[first[k]] for k in keys]
+    refs = [references[k] for k in keys]
+    beam = int(translator.decoding["beam"])
+    results, seconds = {}, {}
+    for name, size in (("greedy", 1), ("beam", beam)):
+        start = time.perf_counter()
+        ids, attention = translate_ids(translator, source_ids, size, return_attention=name == "greedy")
+        seconds[name] = time.perf_counter() - start
+        results[name] = ([detokenize(translator.target_tokenizer, x) for x in ids], ids, attention)
+    metrics: dict = {"beam": beam}
+    for name in ("greedy", "beam"):
+        for metric, value in corpus_scores(results[name][0], refs).items():
+            metrics[f"{metric}_{name}"] = value
+    metrics.update(sources=len(keys), pairs=len(test), references_per_source=round(len(test) / len(keys), 3))
+    details = dict(metrics, variant=summary["variant"], dataset=summary["dataset"],
+                   sacrebleu=sacrebleu_signature(results['beam'][0], refs), note="corpus scores over unique test sources; "
+                   "bleu/chrf use every reference of a source, *_first_reference only the first",
+                   sentences_per_second={k: round(len(keys) / max(v, 1e-9), 1) for k, v in seconds.items()})
+    with atomic_dir(plots_dir) as tmp:
+        write_json(tmp / "details.json", details)
+        with (tmp / "samples.jsonl").open("w", encoding="utf-8") as handle:
+            for i, key in enumerate(keys):
+                handle.write(json.dumps({"source": all_sources[first[key]], "references": refs[i],
+                                         "greedy": results["greedy"][0][i], "beam": results["beam"][0][i]},
+                                        ensure_ascii=False) + "\n")
+        pictures = []
+        if translator.model.attention_kind != "none":
+            # the first few test sentences of 5-9 source tokens: readable heatmaps
+            picks = [i for i, ids in enumerate(source_ids) if 5 <= len(ids) <= 9][:n_heatmaps]
+            for n, i in enumerate(picks, start=1):
+                path = tmp / f"attention_{n}.png"
+                heatmap_for(translator, source_ids[i], results["greedy"][1][i], results["greedy"][2][i],
+                            f"{summary['variant']}: {results['greedy'][0][i]}", path)
+                pictures.append(path)
+        if log_to_mlflow:
+            run = summary["mlflow"]
+            log_to_run(run["tracking_uri"], run["run_id"],
+                       {f"test_{k}": v for k, v in metrics.items() if k.startswith(("bleu", "chrf"))},
+                       [tmp / "samples.jsonl", tmp / "details.json", *pictures], "evaluation")
+    write_json(metrics_path, metrics)
+    return metrics
