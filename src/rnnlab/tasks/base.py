@@ -44,20 +44,30 @@ class TaskFamily:
     model_schema: Schema = {}
     tokenizer_nodes: tuple[str, ...] = ("tokenizer",)
     compare_metrics: tuple[str, str] = ("", "")  # (score, learning curve) of a seed comparison
+    # Module whose download/tokenize/embed functions are the data stages (imported when a stage runs,
+    # so that looking a family up stays cheap); a family may override the three methods instead.
+    data_module: str = ""
 
     # ---- configuration
     def validate(self, cfg: DictConfig) -> None:
         """Checks across keys that the schemas cannot express (raise ConfigError)."""
 
     # ---- data stages
+    def _data_stage(self, stage: str):
+        if not self.data_module:
+            raise NotImplementedError(f"family {self.name!r} sets no data_module and does not define {stage}()")
+        import importlib
+
+        return getattr(importlib.import_module(self.data_module), stage)
+
     def download(self, cfg: DictConfig, out: Path) -> dict:
-        raise NotImplementedError
+        return self._data_stage("download")(cfg, out)
 
     def tokenize(self, cfg: DictConfig, raw: Path, out: Path) -> dict:
-        raise NotImplementedError
+        return self._data_stage("tokenize")(cfg, raw, out)
 
     def embed(self, cfg: DictConfig, tokenized: Path, out: Path) -> dict:
-        raise NotImplementedError
+        return self._data_stage("embed")(cfg, tokenized, out)
 
     # ---- training, evaluation, reports
     def build(self, cfg: DictConfig) -> Built:

@@ -18,27 +18,13 @@ class ClassifyFamily(TaskFamily):
     description = "text classification"
     monitors = {"val_acc": "max", "val_f1": "max", "val_loss": "min"}
     compare_metrics = ("test_acc", "val_acc")
+    data_module = "rnnlab.tasks.classify.data"
     model_schema = {
         "cell": choice(*CELLS), "pooling": choice(*POOLINGS), "embedding_mode": choice(*EMBEDDING_MODES),
         "bidirectional": choice(True, False), "residual": choice(True, False),
         "hidden_size": int_in(1, 8192), "num_layers": int_in(1, 16), "dropout": number_in(0.0, 0.95),
         "embedding_dropout": number_in(0.0, 0.95), "word_dropout": number_in(0.0, 0.95),
     }
-
-    def download(self, cfg: DictConfig, out: Path) -> dict:
-        from rnnlab.tasks.classify.data import download
-
-        return download(cfg, out)
-
-    def tokenize(self, cfg: DictConfig, raw: Path, out: Path) -> dict:
-        from rnnlab.tasks.classify.data import tokenize
-
-        return tokenize(cfg, raw, out)
-
-    def embed(self, cfg: DictConfig, tokenized: Path, out: Path) -> dict:
-        from rnnlab.tasks.classify.data import embed
-
-        return embed(cfg, tokenized, out)
 
     def build(self, cfg: DictConfig) -> Built:
         from rnnlab.data.prepare import embeddings_dir, load_matrix, tokenized_dir

@@ -21,6 +21,7 @@ class Seq2SeqFamily(TaskFamily):
     description = "sequence to sequence (translation)"
     monitors = {"val_bleu": "max", "val_loss": "min"}
     compare_metrics = ("test_bleu_beam", "val_bleu")
+    data_module = "rnnlab.tasks.seq2seq.data"
     tokenizer_nodes = ("tokenizer.source", "tokenizer.target")
     model_schema = {
         "cell": choice(*CELLS), "attention": choice(*ATTENTIONS), "embedding_mode": choice(*EMBEDDING_MODES),
@@ -59,21 +60,6 @@ class Seq2SeqFamily(TaskFamily):
                                   "removes the adaptive softmax's speed-up. Set label_smoothing=0 or output_layer=full")
             check_adaptive_cutoffs(OmegaConf.to_container(model.adaptive_cutoffs) if model.adaptive_cutoffs else [],
                                    int(cfg.tokenizer.target.max_vocab_size), "tokenizer.target.max_vocab_size")
-
-    def download(self, cfg: DictConfig, out: Path) -> dict:
-        from rnnlab.tasks.seq2seq.data import download
-
-        return download(cfg, out)
-
-    def tokenize(self, cfg: DictConfig, raw: Path, out: Path) -> dict:
-        from rnnlab.tasks.seq2seq.data import tokenize
-
-        return tokenize(cfg, raw, out)
-
-    def embed(self, cfg: DictConfig, tokenized: Path, out: Path) -> dict:
-        from rnnlab.tasks.seq2seq.data import embed
-
-        return embed(cfg, tokenized, out)
 
     def build(self, cfg: DictConfig) -> Built:
         from rnnlab.data.prepare import embeddings_dir, load_matrix, tokenized_dir
