@@ -69,6 +69,40 @@ def check_precision(cfg: DictConfig, model: torch.nn.Module) -> None:
             f"a GRU or RNN cell ({cfg.family}.model.cell=gru), or a GPU (trainer=gpu).")
 
 
+def check_accelerator(cfg: DictConfig) -> None:
+    """Refuse, before any MLflow run or output exists, an accelerator this machine does not have."""
+    accelerator = str(cfg.trainer.accelerator)
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"{cfg.family}.trainer.accelerator={accelerator} but this machine has no usable CUDA GPU "
+            f"(torch {torch.__version__}, torch.cuda.is_available() is False). Use "
+            f"{cfg.family}.trainer.accelerator=cpu (or auto, which picks a GPU when there is one).")
+    if accelerator == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"{cfg.family}.trainer.accelerator=mps but this machine has no Apple MPS device. "
+                          f"Use {cfg.family}.trainer.accelerator=cpu (or auto).")
+
+
+def build_trainer(cfg: DictConfig, **kwargs):
+    """The Lightning Trainer of `cfg.trainer`; settings Lightning refuses (a strategy name it does not know,
+    devices it cannot find) become one ConfigError naming the keys."""
+    import pytorch_lightning as pl
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    t = cfg.trainer
+    try:
+        return pl.Trainer(
+            accelerator=t.accelerator, devices=t.devices, num_nodes=int(t.num_nodes), strategy=t.strategy,
+            precision=t.precision, max_epochs=int(t.max_epochs), min_epochs=int(t.min_epochs),
+            gradient_clip_val=t.gradient_clip_val, deterministic=t.deterministic,
+            limit_train_batches=t.limit_train_batches, **kwargs)
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as err:
+        first = " ".join(str(err).split())
+        raise ConfigError(
+            f"Lightning cannot build a Trainer from {cfg.family}.trainer (accelerator={t.accelerator}, "
+            f"devices={t.devices}, strategy={t.strategy}, precision={t.precision}): {first} "
+            "Fix the named key, or pick a preset with trainer=cpu|gpu|ddp.") from None
+
+
 def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
           checkpoint_dir: Path | None = None) -> dict:
     """Train one model into `out_dir`. With a `checkpoint_dir` (the DVC stage's persistent
@@ -95,6 +129,7 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
     family = tasks.get(cfg.family)
     built = family.build(cfg)
     data, module, task_info, tokenizer_files = built.datamodule, built.module, built.info, built.tokenizer_files
+    check_accelerator(cfg)
     check_precision(cfg, module.model)
     params = sum(p.numel() for p in module.model.parameters())
     trainable = sum(p.numel() for p in module.model.parameters() if p.requires_grad)
@@ -119,39 +154,33 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
         folder.run_id = None
         logger = make_logger(cfg, run_name, tags)
         _ = logger.run_id
-    if folder.run_id is None:  # a new run (a resumed one has its parameters already)
-        logger.log_hyperparams({**flatten(public_config(cfg)), **system_info(str(cfg.trainer.accelerator))})
-        logger.log_metrics({"parameters": params, "trainable_parameters": trainable}, step=0)
-    else:
-        logger.safely("tag the resumed run", lambda: logger.experiment.set_tag(
-            logger.run_id, "resumed_from", str(folder.resume_path or "start")))
-    if not temporary and logger.run_id is not None:
-        folder.write_state("running", logger.run_id, epochs_done=0)
+    try:  # from here on, any failure marks the run FAILED (it never stays RUNNING)
+        if folder.run_id is None:  # a new run (a resumed one has its parameters already)
+            logger.log_hyperparams({**flatten(public_config(cfg)), **system_info(str(cfg.trainer.accelerator))})
+            logger.log_metrics({"parameters": params, "trainable_parameters": trainable}, step=0)
+        else:
+            logger.safely("tag the resumed run", lambda: logger.experiment.set_tag(
+                logger.run_id, "resumed_from", str(folder.resume_path or "start")))
+        if not temporary and logger.run_id is not None:
+            folder.write_state("running", logger.run_id, epochs_done=0)
 
-    monitor = cfg.monitor
-    mode = family.monitors[monitor]
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename=BEST_NAME, monitor=monitor,
-                                 mode=mode, save_top_k=1, enable_version_counter=False)
-    early = EarlyStopping(monitor=monitor, mode=mode, patience=int(cfg.trainer.patience))
-    bar_callbacks, enable_bar, print_lines = _progress_bar(cfg)
-    history = History(print_lines)
-    hint = ("The last good checkpoint (end of the last finished epoch) is kept in "
-            f"{ckpt_dir}." if not temporary else "")
-    callbacks = [EpochSeed(int(cfg.seed)), FiniteLoss(hint, cfg.family), checkpoint, early, history, *bar_callbacks]
-    if not temporary:
-        callbacks.append(ResumeCheckpoint(folder, logger.run_id))
-    trainer = pl.Trainer(
-        accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=int(cfg.trainer.num_nodes),
-        strategy=cfg.trainer.strategy, precision=cfg.trainer.precision,
-        max_epochs=int(cfg.trainer.max_epochs), min_epochs=int(cfg.trainer.min_epochs),
-        gradient_clip_val=cfg.trainer.gradient_clip_val, deterministic=cfg.trainer.deterministic,
-        limit_train_batches=cfg.trainer.limit_train_batches, num_sanity_val_steps=0,
-        callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()],
-        enable_progress_bar=enable_bar, enable_model_summary=False, log_every_n_steps=10,
-        use_distributed_sampler=False, default_root_dir=str(ckpt_dir),
-    )
-    start = time.perf_counter()
-    try:
+        monitor = cfg.monitor
+        mode = family.monitors[monitor]
+        checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename=BEST_NAME, monitor=monitor,
+                                     mode=mode, save_top_k=1, enable_version_counter=False)
+        early = EarlyStopping(monitor=monitor, mode=mode, patience=int(cfg.trainer.patience))
+        bar_callbacks, enable_bar, print_lines = _progress_bar(cfg)
+        history = History(print_lines)
+        hint = ("The last good checkpoint (end of the last finished epoch) is kept in "
+                f"{ckpt_dir}." if not temporary else "")
+        callbacks = [EpochSeed(int(cfg.seed)), FiniteLoss(hint, cfg.family), checkpoint, early, history, *bar_callbacks]
+        if not temporary:
+            callbacks.append(ResumeCheckpoint(folder, logger.run_id))
+        trainer = build_trainer(
+            cfg, num_sanity_val_steps=0, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()],
+            enable_progress_bar=enable_bar, enable_model_summary=False, log_every_n_steps=10,
+            use_distributed_sampler=False, default_root_dir=str(ckpt_dir))
+        start = time.perf_counter()
         trainer.fit(module, datamodule=data, ckpt_path=folder.resume_path, weights_only=True)
         fit_seconds = time.perf_counter() - start
         if not trainer.is_global_zero:
