@@ -95,7 +95,8 @@ OPTIM_SCHEMA: Schema = {"scheduler": choice("none", "cosine"), "lr": number_in(1
                         "embedding_lr": number_in(0.0, 10.0), "weight_decay": number_in(0.0, 1.0),
                         "batch_size": int_in(1, 65536)}
 TRAINER_SCHEMA: Schema = {"precision": choice("32-true", "32", "bf16-mixed", "16-mixed"),
-                          "max_epochs": int_in(1, 10000), "devices": int_in(1, 4096), "num_nodes": int_in(1, 4096),
+                          "max_epochs": int_in(1, 10000), "min_epochs": int_in(0, 10000),
+                          "patience": int_in(0, 10000), "devices": int_in(1, 4096), "num_nodes": int_in(1, 4096),
                           "gradient_clip_val": number_in(0.0, 1e6, optional=True)}
 
 
@@ -277,11 +278,33 @@ def cli(run: Callable[[DictConfig], Any], stage: str) -> None:
 
     def job(cfg: DictConfig) -> Any:
         try:
-            cfg = family_view(cfg)
-        except RnnlabError as err:
-            print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
-        return run_stage(run, cfg)
+            try:
+                cfg = family_view(cfg)
+            except RnnlabError as err:
+                print(f"error: {err}", file=sys.stderr)
+                raise SystemExit(2) from None
+            return run_stage(run, cfg)
+        except SystemExit as stop:
+            if stop.code == 2:  # rejected before any work: the job folder holds only Hydra's own files
+                _remove_unused_job_dir()
+            raise
 
+    # The run/sweep folder names end in this process's id (conf/config.yaml), so that two runs started in
+    # the same second get two folders; inherited by a sweep's worker processes, which resolve the names too.
+    os.environ["RNNLAB_RUN_TAG"] = str(os.getpid())
     sys.argv = [sys.argv[0], *argv, f"hydra.job.name={stage}"]
     hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(job)()
+
+
+def _remove_unused_job_dir() -> None:
+    """Delete the Hydra job folder of a rejected run when it holds nothing but Hydra's config copy and log."""
+    import shutil
+
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        folder = Path(HydraConfig.get().runtime.output_dir)
+    except (ValueError, AttributeError):
+        return
+    if folder.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in folder.iterdir()):
+        shutil.rmtree(folder, ignore_errors=True)

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from rnnlab import tasks
 from rnnlab.config import grid_variants, variant_name
 from rnnlab.data.prepare import raw_dir, run_data_stage
+from rnnlab.errors import ConfigError
 
 
 def model_dir(cfg: DictConfig, variant: str | None = None) -> Path:
@@ -66,6 +67,9 @@ def train(cfg: DictConfig) -> float | None:
         ensure_prepared(cfg)
         job_dir = Path(HydraConfig.get().runtime.output_dir)
         out_dir, overrides = job_dir / "model", list(HydraConfig.get().overrides.task)
+        if out_dir.exists():  # never replace another run's model (folder names are unique per process)
+            raise ConfigError(f"{out_dir} already holds a model of another run; refusing to overwrite it. "
+                              "Set hydra.run.dir (or hydra.sweep.dir) to a new folder.")
         checkpoints = Path(cfg.checkpoint_dir or job_dir / "checkpoints")
     else:
         out_dir, overrides = Path(cfg.out_dir), sys.argv[1:]

@@ -47,6 +47,35 @@ def retry(call: Callable[[], T], what: str, tracking_uri: str, retries: int = 4,
         "tracking.tracking_uri elsewhere; tracking.retries and tracking.retry_seconds set the patience.")
 
 
+_READY_STORES: set[str] = set()
+
+
+def ensure_store(tracking_uri: str) -> None:
+    """Create a new SQLite tracking store under an exclusive lock. MLflow initialises a fresh database
+    lazily in every process that opens it, and two processes doing that at once (two runs started
+    together on a new mlruns.db) can fail with 'table _alembic_tmp_metrics already exists' or a missing
+    schema version; behind this lock the second process finds the tables complete."""
+    uri = str(tracking_uri)
+    if uri in _READY_STORES or not uri.startswith("sqlite:///"):
+        return
+    import fcntl
+    import hashlib
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    path = Path(uri[len("sqlite:///"):])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"rnnlab-mlflow-init-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _READY_STORES.add(uri)
+
+
 def git_commit() -> str:
     """HEAD commit, suffixed with -dirty when tracked files changed; 'unknown' outside git."""
     try:
@@ -175,8 +204,10 @@ def make_logger(cfg: DictConfig, run_name: str, tags: dict[str, str], run_id: st
         same_experiment = os.environ.get(EXPERIMENT_ENV) == cfg.tracking.experiment_name
         tags = {**tags, ("mlflow.parentRunId" if same_experiment else "sweep_parent_run"): parent}
 
+    policy = retry_policy(cfg)
+    retry(lambda: ensure_store(cfg.tracking.tracking_uri), "open the tracking store", **policy)
     return _logger_class()(
-        retry_policy(cfg),
+        policy,
         experiment_name=cfg.tracking.experiment_name,
         run_name=run_name,
         tracking_uri=cfg.tracking.tracking_uri,
