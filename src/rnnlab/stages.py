@@ -55,6 +55,7 @@ def train(cfg: DictConfig) -> float | None:
     """One training run. Under DVC (`out_dir` given) it writes the stage's model folder; interactively
     (Hydra, `out_dir=null`) it prepares missing data, trains into the Hydra job folder and scores the test
     split there. Returns the best validation score (the objective of a Hydra sweeper such as Optuna)."""
+    from rnnlab.training.train import stop_with_dvc_parent
     from rnnlab.training.train import train as train_model
 
     family = tasks.get(cfg.family)
@@ -74,6 +75,7 @@ def train(cfg: DictConfig) -> float | None:
     else:
         out_dir, overrides = Path(cfg.out_dir), sys.argv[1:]
         checkpoints = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+    stop_with_dvc_parent()  # started by dvc: never train on as an orphan when it is killed
     summary = train_model(cfg, out_dir, overrides, checkpoints)
     if not summary:  # not rank 0
         return None

@@ -8,9 +8,12 @@ the model: family, config, vocabulary sizes, labels), the tokenizer file(s), tra
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -19,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.config import public_config, variant_name
-from rnnlab.errors import ConfigError
+from rnnlab.errors import ConfigError, RnnlabError
 from rnnlab.io import atomic_dir, write_json
 
 
@@ -103,6 +106,45 @@ def build_trainer(cfg: DictConfig, **kwargs):
             "Fix the named key, or pick a preset with trainer=cpu|gpu|ddp.") from None
 
 
+class TrainingStopped(RnnlabError):
+    """SIGTERM (a user, a scheduler, or the watchdog after the parent `dvc` died) stopped the training."""
+
+
+def _raise_stopped(hint: str):
+    def handler(signum, frame):
+        raise TrainingStopped(f"training stopped by signal {signal.Signals(signum).name}. {hint}".strip())
+    return handler
+
+
+def _is_rank_zero() -> bool:
+    """This process is the first of a (possibly distributed) training, judged from the launchers' variables."""
+    return all(os.environ.get(k, "0") == "0" for k in ("LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "RANK"))
+
+
+def stop_with_dvc_parent(poll_seconds: float = 1.0) -> threading.Thread | None:
+    """When this process was started by `dvc` (its parent's command line names dvc), stop it with SIGTERM as
+    soon as that parent is gone (killed with -9: the child would otherwise train on as an orphan, and the
+    next `dvc repro` would start a second training of the same variant). Linux only (/proc)."""
+    parent = os.getppid()
+    try:
+        command = Path(f"/proc/{parent}/cmdline").read_bytes()
+    except OSError:
+        return None
+    if b"dvc" not in command:
+        return None
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        print(f"train: the dvc process that started this training (pid {parent}) is gone; stopping",
+              file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="rnnlab-parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
 def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
           checkpoint_dir: Path | None = None) -> dict:
     """Train one model into `out_dir`. With a `checkpoint_dir` (the DVC stage's persistent
@@ -110,15 +152,9 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
     epoch in the same MLflow run and ends as an uninterrupted run would (rnnlab.training.checkpointing);
     without one, checkpoints go to a temporary folder."""
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
     from rnnlab import tasks
-    from rnnlab.data.prepare import tokenized_dir
-    from rnnlab.tracking.mlflow_utils import (TrackingError, flatten, log_pytorch_model, make_logger, run_tags,
-                                              system_info)
-    from rnnlab.training.callbacks import History
-    from rnnlab.training.checkpointing import (BEST_NAME, AtomicCheckpointIO, CheckpointFolder, EpochSeed,
-                                               FiniteLoss, ResumeCheckpoint, fingerprint)
+    from rnnlab.training.checkpointing import CheckpointFolder, fingerprint
 
     out_dir = Path(out_dir)
     # The checkpoint folder holds state.json (and, when resuming, the checkpoints): expected, not a problem.
@@ -128,15 +164,42 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
         torch.set_num_threads(int(cfg.trainer.num_threads))
     family = tasks.get(cfg.family)
     built = family.build(cfg)
-    data, module, task_info, tokenizer_files = built.datamodule, built.module, built.info, built.tokenizer_files
     check_accelerator(cfg)
-    check_precision(cfg, module.model)
-    params = sum(p.numel() for p in module.model.parameters())
-    trainable = sum(p.numel() for p in module.model.parameters() if p.requires_grad)
+    check_precision(cfg, built.module.model)
+    params = sum(p.numel() for p in built.module.model.parameters())
+    trainable = sum(p.numel() for p in built.module.model.parameters() if p.requires_grad)
 
     temporary = checkpoint_dir is None
     ckpt_dir = Path(tempfile.mkdtemp(prefix="rnnlab-ckpt-")) if temporary else Path(checkpoint_dir)
-    folder = CheckpointFolder(ckpt_dir, fingerprint(OmegaConf.to_container(cfg, resolve=True), task_info))
+    folder = CheckpointFolder(ckpt_dir, fingerprint(OmegaConf.to_container(cfg, resolve=True), built.info))
+    if not temporary and _is_rank_zero():
+        folder.lock()  # one training per checkpoint folder; released when this process ends, however it ends
+    hint = ("The last good checkpoint (end of the last finished epoch) is kept in "
+            f"{ckpt_dir}; the same command resumes from it." if not temporary else "")
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_stopped(hint)) if main_thread else None
+    try:
+        return _train(cfg, out_dir, overrides, folder, temporary, family, built, params, trainable, hint)
+    finally:
+        folder.unlock()
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        if temporary:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+
+def _train(cfg, out_dir, overrides, folder, temporary, family, built, params, trainable, hint) -> dict:
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+    from rnnlab.data.prepare import tokenized_dir
+    from rnnlab.tracking.mlflow_utils import TrackingError, flatten, log_pytorch_model, make_logger, run_tags, system_info
+    from rnnlab.training.callbacks import History
+    from rnnlab.training.checkpointing import (BEST_NAME, AtomicCheckpointIO, EpochSeed, FiniteLoss,
+                                               ResumeCheckpoint)
+
+    ckpt_dir = folder.folder
+    data, module, task_info, tokenizer_files = built.datamodule, built.module, built.info, built.tokenizer_files
     folder.prepare()
     if folder.message:
         print(f"train: {folder.message}", flush=True)
@@ -154,6 +217,9 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
         folder.run_id = None
         logger = make_logger(cfg, run_name, tags)
         _ = logger.run_id
+    if folder.abandoned_run_id:  # the run of a damaged resume state ends as FAILED, not RUNNING for ever
+        logger.safely("mark the abandoned run failed", lambda: logger.experiment.set_terminated(
+            folder.abandoned_run_id, "FAILED"))
     try:  # from here on, any failure marks the run FAILED (it never stays RUNNING)
         if folder.run_id is None:  # a new run (a resumed one has its parameters already)
             logger.log_hyperparams({**flatten(public_config(cfg)), **system_info(str(cfg.trainer.accelerator))})
@@ -171,8 +237,6 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
         early = EarlyStopping(monitor=monitor, mode=mode, patience=int(cfg.trainer.patience))
         bar_callbacks, enable_bar, print_lines = _progress_bar(cfg)
         history = History(print_lines)
-        hint = ("The last good checkpoint (end of the last finished epoch) is kept in "
-                f"{ckpt_dir}." if not temporary else "")
         callbacks = [EpochSeed(int(cfg.seed)), FiniteLoss(hint, cfg.family), checkpoint, early, history, *bar_callbacks]
         if not temporary:
             callbacks.append(ResumeCheckpoint(folder, logger.run_id))
@@ -238,6 +302,3 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
         if logger.run_id is not None:  # the run must not look like a finished training
             logger.safely("mark the run failed", lambda: logger.experiment.set_terminated(logger.run_id, "FAILED"))
         raise
-    finally:
-        if temporary:
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
