@@ -100,6 +100,22 @@ TRAINER_SCHEMA: Schema = {"precision": choice("32-true", "32", "bf16-mixed", "16
                           "gradient_clip_val": number_in(0.0, 1e6, optional=True)}
 
 
+TRACKING_URI_FORMS = ("sqlite:///<file>.db", "http://<host>:<port>", "https://<host>", "postgresql://...",
+                      "mysql://...", "databricks")
+
+
+def check_tracking_uri(uri: str) -> None:
+    """An MLflow tracking URI rnnlab can use: a database or a tracking server (MLflow 3 has no plain-folder
+    store for a new project; a bare path would be taken as one)."""
+    import re
+
+    if re.match(r"^(sqlite:///.+|https?://[^/\s]+.*|(postgresql|mysql|mssql)(\+\w+)?://.+|databricks(://.*)?)$", uri):
+        return
+    raise ConfigError(f"tracking.tracking_uri={uri!r} is not a tracking store rnnlab can use. Allowed forms: "
+                      f"{', '.join(TRACKING_URI_FORMS)}. Fix it with e.g. `tracking.tracking_uri=sqlite:///mlruns.db` "
+                      "(the default) or the address of an `mlflow server`.")
+
+
 def check_group(node: DictConfig, prefix: str, schema: Schema) -> None:
     """Check every key of `schema` in `node` (keys may be dotted); errors name `prefix.key`."""
     for key, rule in schema.items():
@@ -175,7 +191,14 @@ def load_params(path: str | Path, dotlist: list[str]) -> DictConfig:
             f"{path} does not exist. It is composed from conf/: run `make params` "
             "(or `dvc exp run`, which composes it) before `dvc repro`."
         )
-    cfg = OmegaConf.load(path)
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as err:  # noqa: BLE001 - yaml's scanner/parser errors and OmegaConf's: all unreadable
+        where = " ".join(str(err).split())[:300]
+        raise ConfigError(f"{path} is not valid YAML ({type(err).__name__}: {where}). It is composed from conf/, "
+                          "never edited by hand: run `make params` to write it again.") from None
+    if not isinstance(cfg, DictConfig) or "family" not in cfg:
+        raise ConfigError(f"{path} is not a composed rnnlab config (no `family` key). Run `make params` to write it.")
     for item in dotlist:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
@@ -214,7 +237,14 @@ def validate(cfg: DictConfig) -> None:
     name = cfg.family
     check_group(cfg, "", ROOT_SCHEMA)
     check_group(cfg.tracking, "tracking", TRACKING_SCHEMA)
+    check_tracking_uri(str(cfg.tracking.tracking_uri))
     choice(*family.monitors).check(f"{name}.monitor", cfg.get("monitor"))
+    missing = [k for k in family.data_keys if OmegaConf.select(cfg.data, k, default=None) is None]
+    if missing:
+        raise ConfigError(
+            f"{name}.data ({cfg.data.get('name')}) is not a {name} data set: it has no {', '.join(missing)}. "
+            f"{name} data sets: {', '.join(data_sets(family))}; pick one with e.g. "
+            f"`data@{name}.data={(data_sets(family) or ['<name>'])[0]}`.")
     check_group(cfg.data, f"{name}.data", DATA_SCHEMA)
     if "embeddings" in cfg:
         check_group(cfg.embeddings, f"{name}.embeddings", EMBEDDINGS_SCHEMA)
@@ -224,6 +254,9 @@ def validate(cfg: DictConfig) -> None:
     for node in family.tokenizer_nodes:
         check_group(OmegaConf.select(cfg, node), f"{name}.{node}", TOKENIZER_SCHEMA)
     for axis, values in cfg.grid.items():
+        if not OmegaConf.is_list(values) or len(values) == 0:
+            raise ConfigError(f"{name}.grid.{axis}={values!r} must be a non-empty list of values, e.g. "
+                              f"`{name}.grid.{axis}=[{values if isinstance(values, str) else '...'}]` (brackets).")
         rule = family.model_schema.get(axis)
         if rule is None or rule.choices is None:
             axes = [k for k, r in family.model_schema.items() if r.choices is not None]
@@ -233,6 +266,16 @@ def validate(cfg: DictConfig) -> None:
             if value not in rule.choices:
                 raise ConfigError(f"{name}.grid.{axis} contains {value!r}; allowed: {', '.join(map(str, rule.choices))}")
     family.validate(cfg)
+
+
+def data_sets(family) -> list[str]:
+    """The data sets of conf/data/ that a family can use (those holding its `data_keys`)."""
+    names = []
+    for path in sorted((CONF_DIR / "data").glob("*.yaml")):
+        node = OmegaConf.load(path)
+        if all(OmegaConf.select(node, k, default=None) is not None for k in family.data_keys):
+            names.append(path.stem)
+    return names
 
 
 def variant_name(cfg: DictConfig) -> str:
