@@ -196,3 +196,137 @@ def _proc_state(pid: int) -> str:
         return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+# ---- item 4: one-line errors where tracebacks were -----------------------------------------------------------
+
+@pytest.fixture
+def small_mount(tmp_path):
+    """A 256 KiB tmpfs at tmp_path/mnt (a real small disk); skipped where mounting is not allowed."""
+    import os
+    import subprocess
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root with CAP_SYS_ADMIN")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _stage_train(cfg, capsys):
+    """The train stage as DVC runs it (rnnlab.config.run_stage): its exit code and error lines."""
+    from rnnlab import stages
+    from rnnlab.config import run_stage
+
+    with pytest.raises(SystemExit) as stop:
+        run_stage(stages.train, cfg)
+    err = capsys.readouterr().err
+    return stop.value.code, [line for line in err.splitlines() if line.startswith("error: ")], err
+
+
+@pytest.mark.slow
+def test_a_full_disk_under_the_model_folder_is_one_error_line_and_loses_no_training(prepared, small_mount, capsys):
+    import subprocess
+
+    cfg, work = prepared
+    subprocess.run(["dd", "if=/dev/zero", f"of={small_mount}/fill", "bs=4k"], capture_output=True)  # until full
+    cfg.out_dir, cfg.checkpoint_dir, cfg.trainer.max_epochs = str(small_mount / "model"), str(work / "ckpt"), 2
+    code, errors, err = _stage_train(cfg, capsys)
+    assert code == 2 and len(errors) == 1 and "No space left on device" in errors[0] and "Traceback" not in err, err
+    assert sorted(p.name for p in small_mount.iterdir()) == ["fill"]  # no half-written model folder
+    assert [r.info.status for r in _runs(cfg)] == ["FAILED"]
+    (small_mount / "fill").unlink()  # space freed: the same command finishes from the kept checkpoint
+    from rnnlab import stages
+
+    stages.train(cfg)
+    assert (small_mount / "model/model.pt").is_file() and "resuming from" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_read_only_model_folder_is_refused_before_training(prepared, small_mount, capsys):
+    import subprocess
+
+    cfg, work = prepared
+    assert subprocess.run(["mount", "-o", "remount,ro", str(small_mount)], capture_output=True).returncode == 0
+    cfg.out_dir, cfg.checkpoint_dir = str(small_mount / "model"), str(work / "ckpt")
+    code, errors, err = _stage_train(cfg, capsys)
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    assert f"the model folder {small_mount / 'model'} cannot be written" in errors[0] and "read-only" in errors[0]
+    assert _runs(cfg) == []  # refused before any MLflow run
+
+
+@pytest.mark.slow
+def test_an_embedding_matrix_of_the_wrong_shape_is_one_error(prepared, capsys):
+    import numpy as np
+
+    from rnnlab.data.prepare import embeddings_dir
+
+    cfg, work = prepared
+    np.save(embeddings_dir(cfg) / "matrix.npy", np.zeros((7, 8), np.float32))
+    cfg.out_dir = str(work / "model")
+    code, errors, _ = _stage_train(cfg, capsys)
+    assert code == 2 and len(errors) == 1 and "matrix.npy has shape (7, 8)" in errors[0], errors
+    assert "expected a float matrix of" in errors[0] and _runs(cfg) == []
+
+
+@pytest.mark.slow
+def test_single_class_training_data_is_refused_by_the_download_stage(tiny_project, monkeypatch):
+    from rnnlab.config import compose, family_view
+    from rnnlab.data.prepare import run_data_stage
+    from rnnlab.errors import DataError
+
+    csv = tiny_project["train_csv"]
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join([lines[0], *(line for line in lines[1:] if line.endswith(",pos"))]) + "\n")
+    monkeypatch.chdir(tiny_project["dir"])
+    cfg = family_view(compose(tiny_project["overrides"]), "classify")
+    validate(cfg)
+    with pytest.raises(DataError, match=r"the training split holds 1 class \(pos\) of 1 known .* at least two"):
+        run_data_stage(cfg, "download")
+    assert not (tiny_project["dir"] / "data/raw/tiny").exists()
+
+
+@pytest.mark.slow
+def test_an_sqlite_lock_held_for_seconds_is_waited_out(prepared, monkeypatch):
+    """Another program holds mlruns.db exclusively for 6 s at the start and again mid-training: the calls
+    are retried (tracking.retries), the run finishes with every epoch's metrics, nothing is lost."""
+    import sqlite3
+    import threading
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    from rnnlab.training.checkpointing import EpochSeed
+
+    cfg, work = prepared
+    cfg.trainer.max_epochs, cfg.trainer.patience = 3, 3
+    db = str(cfg.tracking.tracking_uri)[len("sqlite:///"):]
+    MlflowClient(tracking_uri=str(cfg.tracking.tracking_uri)).search_experiments()  # the store exists
+
+    def hold(seconds):
+        conn = sqlite3.connect(db, timeout=30, isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        time.sleep(seconds)
+        conn.execute("ROLLBACK")
+        conn.close()
+
+    original = EpochSeed.on_train_epoch_start
+
+    def lock_in_epoch_two(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            threading.Thread(target=hold, args=(6,)).start()
+            time.sleep(0.2)
+        original(self, trainer, pl_module)
+
+    monkeypatch.setattr(EpochSeed, "on_train_epoch_start", lock_in_epoch_two)
+    holder = threading.Thread(target=hold, args=(6,))
+    holder.start()
+    time.sleep(0.2)
+    summary = train(cfg, work / "model", [])
+    holder.join()
+    client = MlflowClient(tracking_uri=str(cfg.tracking.tracking_uri))
+    run = client.get_run(summary["mlflow"]["run_id"])
+    assert run.info.status == "FINISHED" and summary["mlflow"]["failed_calls"] == 0
+    assert len(client.get_metric_history(run.info.run_id, "val_acc")) == summary["epochs_run"] == 3

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.errors import ConfigError, RnnlabError
+from rnnlab.errors import ConfigError, RnnlabError, user_os_error
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = PROJECT_ROOT / "conf"
@@ -299,6 +299,12 @@ def run_stage(run: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         return run(cfg)
     except RnnlabError as err:
         print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as err:  # a full disk, a read-only folder: one line too (nothing is half-written)
+        message = user_os_error(err)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -27,7 +27,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from rnnlab.errors import RnnlabError
-from rnnlab.io import read_json, write_json
+from rnnlab.io import read_json, save_torch, write_json
 
 RESUME_NAME, BEST_NAME, STATE_NAME = "resume", "best", "state.json"
 # Keys that do not change what is trained (display, tracking destination, where outputs go).
@@ -48,7 +48,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
         os.close(fd)
         try:
-            torch.save(checkpoint, tmp)
+            save_torch(checkpoint, tmp)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.config import public_config, variant_name
 from rnnlab.errors import ConfigError, RnnlabError
-from rnnlab.io import atomic_dir, write_json
+from rnnlab.io import atomic_dir, save_torch, write_json
 
 
 def _progress_bar(cfg: DictConfig) -> tuple[list, bool, bool]:
@@ -83,6 +83,21 @@ def check_accelerator(cfg: DictConfig) -> None:
     if accelerator == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError(f"{cfg.family}.trainer.accelerator=mps but this machine has no Apple MPS device. "
                           f"Use {cfg.family}.trainer.accelerator=cpu (or auto).")
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Create `folder` and write a probe file in it, so that a read-only or full destination is found before
+    training, not after it (the model is saved at the end)."""
+    from rnnlab.errors import user_os_error
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".rnnlab-write-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        reason = user_os_error(err) or f"{type(err).__name__}: {err}"
+        raise ConfigError(f"{what} cannot be written, so training would be lost at the end: {reason}") from None
 
 
 def build_trainer(cfg: DictConfig, **kwargs):
@@ -157,6 +172,9 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
     from rnnlab.training.checkpointing import CheckpointFolder, fingerprint
 
     out_dir = Path(out_dir)
+    check_writable(out_dir.parent, f"the model folder {out_dir}")
+    if checkpoint_dir is not None:
+        check_writable(Path(checkpoint_dir), f"the checkpoint folder {checkpoint_dir}")
     # The checkpoint folder holds state.json (and, when resuming, the checkpoints): expected, not a problem.
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -281,7 +299,7 @@ def _train(cfg, out_dir, overrides, folder, temporary, family, built, params, tr
         }
         client = logger.experiment
         with atomic_dir(out_dir) as tmp:
-            torch.save(module.model.state_dict(), tmp / "model.pt")
+            save_torch(module.model.state_dict(), tmp / "model.pt")
             write_json(tmp / "model.json", model_info)
             for name in tokenizer_files:
                 shutil.copy(Path(tokenized_dir(cfg)) / name, tmp / name)

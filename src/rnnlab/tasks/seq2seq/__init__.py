@@ -113,15 +113,20 @@ class Seq2SeqFamily(TaskFamily):
         from rnnlab.errors import DataError
         from rnnlab.tasks.seq2seq.evaluate import heatmap_for, load_translator, prepare_input, translate_ids
 
+        if args.heatmap is not None:  # checked before any work
+            if not args.heatmap.parent.is_dir():  # never creates folders: a typo would scatter files
+                raise DataError(f"--heatmap {args.heatmap}: the folder {args.heatmap.parent} does not exist; "
+                                "write into an existing folder (e.g. --heatmap heatmap.png)")
+            if args.heatmap.suffix.lower() not in (".png", ".pdf", ".svg"):
+                raise DataError(f"--heatmap {args.heatmap}: give a .png, .pdf or .svg file name")
+            if len(inputs) != 1:
+                raise DataError(f"--heatmap draws one input; got {len(inputs)}")
         translator = load_translator(model_dir)
         beam = args.beam if args.beam is not None else int(translator.decoding["beam"])
         if beam < 1:
             raise DataError(f"--beam must be at least 1 (1 = greedy), got {beam}")
-        if args.heatmap is not None:
-            if len(inputs) != 1:
-                raise DataError(f"--heatmap draws one input; got {len(inputs)}")
-            if translator.model.attention_kind == "none":
-                raise DataError("--heatmap needs a model with attention; this one has attention=none")
+        if args.heatmap is not None and translator.model.attention_kind == "none":
+            raise DataError("--heatmap needs a model with attention; this one has attention=none")
         source_ids = []
         for text in inputs:
             ids, warning = prepare_input(translator, text)
