@@ -330,3 +330,24 @@ def test_an_sqlite_lock_held_for_seconds_is_waited_out(prepared, monkeypatch):
     run = client.get_run(summary["mlflow"]["run_id"])
     assert run.info.status == "FINISHED" and summary["mlflow"]["failed_calls"] == 0
     assert len(client.get_metric_history(run.info.run_id, "val_acc")) == summary["epochs_run"] == 3
+
+
+# ---- item 8: which machine produced a number ------------------------------------------------------------------
+
+def test_the_report_names_the_machine_that_trained_each_variant(tmp_path):
+    import json
+
+    from rnnlab.stages import machines_note
+    from rnnlab.tracking.mlflow_utils import cpu_info
+
+    here = {**cpu_info(), "device": "cpu", "precision": "32-true", "torch": torch.__version__, "threads": 2}
+    other = {**here, "cpu_model": "Intel Xeon", "cpu_flags": "avx avx2 avx512f"}
+    for variant, machine in (("lstm-last", here), ("gru-last", here), ("gru-mean", other)):
+        (tmp_path / variant).mkdir()
+        (tmp_path / variant / "train_summary.json").write_text(json.dumps({"machine": machine}))
+    note = machines_note(tmp_path, ["lstm-last", "gru-last"])
+    assert note.startswith(f"Trained on {here['cpu_model']} ({here['cpu_capability']}; {here['cpu_flags']}), "
+                           "device cpu, precision 32-true") and "(lstm-last" not in note
+    mixed = machines_note(tmp_path, ["lstm-last", "gru-last", "gru-mean"])
+    assert "(lstm-last, gru-last)" in mixed and "Intel Xeon" in mixed and "(gru-mean)" in mixed
+    assert here["cpu_capability"] != "" and here["cpu_model"] != ""

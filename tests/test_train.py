@@ -51,6 +51,10 @@ def test_the_mlflow_run_has_config_system_info_throughput_and_a_loadable_model(p
     assert params["family"] == "classify" and params["seed"] == str(cfg.seed)
     assert params["system.torch"] == torch.__version__
     assert int(params["system.torch_threads"]) >= 1 and params["system.accelerator"] == "cpu"
+    # the CPU type decides float rounding: recorded in the run and in train_summary.json
+    assert params["system.cpu_capability"] == torch.backends.cpu.get_cpu_capability() == \
+        summary["machine"]["cpu_capability"]
+    assert params["system.cpu_model"] == summary["machine"]["cpu_model"] != ""
     assert run.data.metrics["train_tokens_per_second_mean"] == summary["train_tokens_per_second"] > 0
     history = client.get_metric_history(run.info.run_id, "train_tokens_per_second")
     assert len(history) == summary["epochs_run"]

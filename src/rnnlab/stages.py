@@ -95,6 +95,24 @@ def evaluate(cfg: DictConfig) -> None:
     print(f"evaluate: {cfg.family} {cfg.data.name} {variant_name(cfg)}: {family.describe_metrics(metrics)}")
 
 
+def machines_note(models: Path, variants: list[str]) -> str:
+    """Which machine trained the variants (from their train_summary.json): same code, data and seed on the same
+    CPU type give identical numbers; another CPU type rounds floats differently (docs/reproducibility.md)."""
+    from rnnlab.io import read_json
+
+    seen: dict[str, list[str]] = {}
+    for variant in variants:
+        m = read_json(models / variant / "train_summary.json").get("machine")
+        key = ("an unrecorded machine" if not m else
+               f"{m['cpu_model']} ({m['cpu_capability']}; {m['cpu_flags']}), device {m['device']}, "
+               f"precision {m['precision']}, torch {m['torch']}")
+        seen.setdefault(key, []).append(variant)
+    where = "; ".join(f"{key}" + (f" ({', '.join(v)})" if len(seen) > 1 else "") for key, v in seen.items())
+    return (f"Trained on {where}. The same code, data and seed on the same CPU type reproduce these numbers "
+            "exactly; on another CPU type float rounding differs and scores move within seed noise "
+            "([reproducibility](../../docs/reproducibility.md)).")
+
+
 def report(cfg: DictConfig) -> None:
     """The grid's report, and the MLflow registry alias `champion` on the variant with the best validation
     score (inside `dvc exp run`: alias `exp-<experiment name>`, so the main pipeline's champion stays)."""
@@ -113,7 +131,7 @@ def report(cfg: DictConfig) -> None:
     alias = f"exp-{os.environ['DVC_EXP_NAME']}" if os.environ.get("DVC_EXP_NAME") else "champion"
     notes = [f"MLflow registry: alias `{alias}` of model `{registered}` points at **{champion}**, the variant "
              f"with the best validation score ({monitor} {summary['best_' + monitor]:.4f}); the test scores "
-             "above played no part in that choice.", ""]
+             "above played no part in that choice.", "", machines_note(folders["models"], variants), ""]
     for row in family.write_report(cfg, variants, folders, out, stats, notes):
         print(f"report: {family.describe_row(row)}")
     print(f"report: wrote {out}")

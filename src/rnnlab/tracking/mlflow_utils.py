@@ -123,6 +123,32 @@ def run_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
     return tags
 
 
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "neon", "asimd")
+
+
+def cpu_info() -> dict[str, str]:
+    """The CPU's model name, the SIMD level PyTorch's kernels use (ATen's CPU capability) and the vector
+    instruction sets present: what decides float rounding, hence what "bit-identical" is promised across."""
+    import torch
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
+                model = value.strip()
+            elif key.strip() in ("flags", "Features"):
+                flags = set(value.split())
+    except OSError:
+        pass
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        capability = "unknown"
+    return {"cpu_model": model, "cpu_capability": capability,
+            "cpu_flags": " ".join(f for f in SIMD_FLAGS if f in flags) or "none found"}
+
+
 def system_info(accelerator: str = "cpu") -> dict[str, str]:
     """Where a run ran: logged as `system.*` params so runs from different machines are told apart."""
     import torch
@@ -135,6 +161,7 @@ def system_info(accelerator: str = "cpu") -> dict[str, str]:
         "system.torch_threads": str(torch.get_num_threads()),
         "system.accelerator": accelerator,
         "system.cuda_available": str(torch.cuda.is_available()),
+        **{f"system.{k}": v for k, v in cpu_info().items()},
     }
     if torch.cuda.is_available():
         info["system.device"] = torch.cuda.get_device_name(0)

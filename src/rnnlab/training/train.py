@@ -85,6 +85,18 @@ def check_accelerator(cfg: DictConfig) -> None:
                           f"Use {cfg.family}.trainer.accelerator=cpu (or auto).")
 
 
+def machine_summary(cfg: DictConfig) -> dict:
+    """Where the weights were computed (train_summary.json; the report names it): float rounding, and so
+    the exact numbers, depend on the CPU's instruction set, the device and the precision."""
+    from rnnlab.tracking.mlflow_utils import cpu_info
+
+    info = {**cpu_info(), "torch": torch.__version__, "precision": str(cfg.trainer.precision),
+            "device": "cpu", "threads": torch.get_num_threads()}
+    if str(cfg.trainer.accelerator) in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        info["device"] = torch.cuda.get_device_name(0)
+    return info
+
+
 def check_writable(folder: Path, what: str) -> None:
     """Create `folder` and write a probe file in it, so that a read-only or full destination is found before
     training, not after it (the model is saved at the end)."""
@@ -282,6 +294,7 @@ def _train(cfg, out_dir, overrides, folder, temporary, family, built, params, tr
             "parameters": params,
             "trainable_parameters": trainable,
             "history": history.rows,
+            "machine": machine_summary(cfg),
             "mlflow": {"tracking_uri": cfg.tracking.tracking_uri,
                        "experiment_id": logger.experiment_id, "run_id": logger.run_id},
         }
