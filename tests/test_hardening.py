@@ -351,3 +351,38 @@ def test_the_report_names_the_machine_that_trained_each_variant(tmp_path):
     mixed = machines_note(tmp_path, ["lstm-last", "gru-last", "gru-mean"])
     assert "(lstm-last, gru-last)" in mixed and "Intel Xeon" in mixed and "(gru-mean)" in mixed
     assert here["cpu_capability"] != "" and here["cpu_model"] != ""
+
+
+# ---- item 7: what a user sees ------------------------------------------------------------------------------------
+
+def test_the_progress_bar_counts_epochs_from_one_and_shows_the_monitor_without_v_num():
+    from types import SimpleNamespace
+
+    from rnnlab.training.callbacks import epoch_bar
+
+    bar = epoch_bar("val_acc")
+    trainer = SimpleNamespace(max_epochs=8, callback_metrics={"val_acc": torch.tensor(0.8125)},
+                              progress_bar_metrics={"train_loss": 0.5}, loggers=[SimpleNamespace(version=3)])
+    bar._trainer = trainer
+    assert bar._get_train_description(0).strip() == "Epoch 1/8"
+    assert bar._get_train_description(7).strip() == "Epoch 8/8"
+    shown = bar.get_metrics(trainer, None)
+    assert "v_num" not in shown and shown["val_acc"] == 0.8125 and shown["train_loss"] == 0.5
+
+
+@pytest.mark.slow
+def test_a_training_prints_no_known_noise_but_real_warnings_still_show(prepared, capsys, caplog, recwarn):
+    import logging
+    import warnings
+
+    cfg, work = prepared
+    cfg.trainer.max_epochs = 1
+    caplog.set_level(logging.INFO)
+    train(cfg, work / "model", [])
+    out = capsys.readouterr()
+    shown = out.out + out.err + caplog.text + " ".join(str(w.message) for w in recwarn)
+    assert "epoch 1/1" in out.out  # the epoch line with the metrics
+    for noise in ("💡 Tip", "LeafSpec", "to estimate number of stepping batches"):
+        assert noise not in shown, noise
+    with pytest.warns(UserWarning, match="a real problem"):
+        warnings.warn("a real problem", UserWarning)

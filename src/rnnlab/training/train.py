@@ -27,14 +27,39 @@ from rnnlab.io import atomic_dir, save_torch, write_json
 
 
 def _progress_bar(cfg: DictConfig) -> tuple[list, bool, bool]:
-    """(callbacks, enable_progress_bar, print epoch lines)."""
+    """(callbacks, enable_progress_bar, print epoch lines): on a terminal a bar (epochs from 1, the monitored
+    metric) with one line per finished epoch above it; elsewhere the lines alone."""
     mode = cfg.trainer.progress_bar
     use_bar = sys.stdout.isatty() if mode == "auto" else bool(mode)
     if use_bar:
-        from pytorch_lightning.callbacks import RichProgressBar
+        from rnnlab.training.callbacks import epoch_bar
 
-        return [RichProgressBar()], True, False
+        return [epoch_bar(str(cfg.monitor))], True, True
     return [], False, True
+
+
+# Known noise of the pinned libraries, silenced at its source (by exact message), so that real warnings stand
+# out: a deprecation inside Lightning's own code, its advertising tip, and its step-estimation notice.
+NOISY_WARNINGS = (r"`isinstance\(treespec, LeafSpec\)` is deprecated", r"Checkpoint directory .* exists and is not empty")
+NOISY_LOG_LINES = ("💡 Tip:", "Loading `train_dataloader` to estimate number of stepping batches")
+
+
+class _DropNoise:
+    """A logging filter dropping the records that start with one of NOISY_LOG_LINES."""
+
+    def filter(self, record) -> bool:
+        return not str(record.getMessage()).lstrip().startswith(NOISY_LOG_LINES)
+
+
+def silence_known_noise() -> None:
+    import logging
+
+    for message in NOISY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _DropNoise) for f in log.filters):
+            log.addFilter(_DropNoise())
 
 
 class PrecisionError(ConfigError):
@@ -187,8 +212,9 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
     check_writable(out_dir.parent, f"the model folder {out_dir}")
     if checkpoint_dir is not None:
         check_writable(Path(checkpoint_dir), f"the checkpoint folder {checkpoint_dir}")
-    # The checkpoint folder holds state.json (and, when resuming, the checkpoints): expected, not a problem.
-    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    # (The checkpoint folder holds state.json, and when resuming the checkpoints: "exists and is not empty"
+    # is expected, not a problem.)
+    silence_known_noise()
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     if cfg.trainer.num_threads:
         torch.set_num_threads(int(cfg.trainer.num_threads))
