@@ -137,6 +137,10 @@ def check_writable(folder: Path, what: str) -> None:
         raise ConfigError(f"{what} cannot be written, so training would be lost at the end: {reason}") from None
 
 
+def uses_local_ddp(cfg: DictConfig) -> bool:
+    return str(cfg.trainer.strategy) == "ddp" and int(cfg.trainer.num_nodes) == 1
+
+
 def build_trainer(cfg: DictConfig, **kwargs):
     """The Lightning Trainer of `cfg.trainer`; settings Lightning refuses (a strategy name it does not know,
     devices it cannot find) become one ConfigError naming the keys."""
@@ -144,9 +148,14 @@ def build_trainer(cfg: DictConfig, **kwargs):
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
     t = cfg.trainer
+    strategy = t.strategy
+    if uses_local_ddp(cfg):  # one machine: a rendezvous nothing outside it can reach (training/distributed.py)
+        from rnnlab.training.distributed import local_ddp_strategy
+
+        strategy = local_ddp_strategy()
     try:
         return pl.Trainer(
-            accelerator=t.accelerator, devices=t.devices, num_nodes=int(t.num_nodes), strategy=t.strategy,
+            accelerator=t.accelerator, devices=t.devices, num_nodes=int(t.num_nodes), strategy=strategy,
             precision=t.precision, max_epochs=int(t.max_epochs), min_epochs=int(t.min_epochs),
             gradient_clip_val=t.gradient_clip_val, deterministic=t.deterministic,
             limit_train_batches=t.limit_train_batches, **kwargs)
@@ -234,9 +243,13 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
             f"{ckpt_dir}; the same command resumes from it." if not temporary else "")
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_stopped(hint)) if main_thread else None
+    from rnnlab.training.distributed import finish_local_rendezvous, prepare_local_rendezvous
+
+    rendezvous = prepare_local_rendezvous() if uses_local_ddp(cfg) else None
     try:
         return _train(cfg, out_dir, overrides, folder, temporary, family, built, params, trainable, hint)
     finally:
+        finish_local_rendezvous(rendezvous)
         folder.unlock()
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
