@@ -173,15 +173,18 @@ def system_info(accelerator: str = "cpu") -> dict[str, str]:
     return info
 
 
-def log_pytorch_model(tracking_uri: str, run_id: str, model, name: str = "model") -> str:
-    """Log `model` into the (finished) run with mlflow.pytorch; returns its model URI for the registry."""
+def log_model_folder(tracking_uri: str, run_id: str, model_dir: Path, name: str = "model") -> str:
+    """Log a trained model folder into the run as an MLflow pyfunc "model from code"
+    (rnnlab/tracking/pyfunc_model.py): `mlflow.pyfunc.load_model(uri)` runs that file and loads the weights
+    with weights_only=True, so nothing is unpickled. Returns the model URI, for the registry."""
     import mlflow
     import torch
 
     mlflow.set_tracking_uri(tracking_uri)
     with mlflow.start_run(run_id=run_id):
-        logged = mlflow.pytorch.log_model(
-            model.cpu().eval(), name=name, serialization_format="pickle",  # pt2 would need a traced example
+        logged = mlflow.pyfunc.log_model(
+            name=name, python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            artifacts={"model_dir": str(model_dir)},
             # The requirements are known; MLflow's own inference would import-scan the environment.
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "rnnlab"])
     return logged.model_uri

@@ -262,7 +262,7 @@ def _train(cfg, out_dir, overrides, folder, temporary, family, built, params, tr
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
     from rnnlab.data.prepare import tokenized_dir
-    from rnnlab.tracking.mlflow_utils import TrackingError, flatten, log_pytorch_model, make_logger, run_tags, system_info
+    from rnnlab.tracking.mlflow_utils import TrackingError, flatten, log_model_folder, make_logger, run_tags, system_info
     from rnnlab.training.callbacks import History
     from rnnlab.training.checkpointing import (BEST_NAME, AtomicCheckpointIO, EpochSeed, FiniteLoss,
                                                ResumeCheckpoint)
@@ -337,11 +337,6 @@ def _train(cfg, out_dir, overrides, folder, temporary, family, built, params, tr
             "mlflow": {"tracking_uri": cfg.tracking.tracking_uri,
                        "experiment_id": logger.experiment_id, "run_id": logger.run_id},
         }
-        if cfg.tracking.log_model:  # the model as an MLflow model (mlflow.pytorch), for the registry
-            model_uri = logger.safely("log the model", lambda: log_pytorch_model(
-                cfg.tracking.tracking_uri, logger.run_id, module.model))
-            if model_uri:
-                summary["mlflow"]["model_uri"] = model_uri
         public = public_config(cfg)
         model_info = {
             "family": cfg.family,
@@ -356,6 +351,11 @@ def _train(cfg, out_dir, overrides, folder, temporary, family, built, params, tr
             for name in tokenizer_files:
                 shutil.copy(Path(tokenized_dir(cfg)) / name, tmp / name)
             (tmp / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(public)), encoding="utf-8")
+            if cfg.tracking.log_model:  # the folder as an MLflow model (pyfunc, no pickle), for the registry
+                model_uri = logger.safely("log the model", lambda: log_model_folder(
+                    cfg.tracking.tracking_uri, logger.run_id, tmp))
+                if model_uri:
+                    summary["mlflow"]["model_uri"] = model_uri
             logger.safely("log config.yaml", lambda: client.log_artifact(logger.run_id, str(tmp / "config.yaml")))
             if cfg.tracking.log_checkpoint:
                 logger.safely("log the checkpoint", lambda: client.log_artifact(
