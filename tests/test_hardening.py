@@ -152,8 +152,10 @@ time.sleep(600)
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_a_training_whose_dvc_parent_is_killed_stops_and_its_run_is_marked_failed(prepared, tiny_project):
-    """`kill -9` of the dvc process: its training child stops within seconds (no orphan training on)."""
+@pytest.mark.parametrize("shell", [False, True], ids=["direct child", "through a shell"])
+def test_a_training_whose_dvc_parent_is_killed_stops_and_its_run_is_marked_failed(prepared, tiny_project, shell):
+    """`kill -9` of the dvc process: its training child stops within seconds (no orphan training on), also
+    when a shell sits between dvc and the stage (DVC's `sh -c <cmd>`)."""
     import json
     import os
     import signal
@@ -167,12 +169,23 @@ def test_a_training_whose_dvc_parent_is_killed_stops_and_its_run_is_marked_faile
     params = work / "params.yaml"
     assert run_cmd([sys.executable, "-m", "rnnlab.compose", str(params), *tiny_project["overrides"],
                     "classify.trainer.max_epochs=400", "classify.trainer.patience=400"], ROOT).returncode == 0
-    (work / "fake_dvc.py").write_text(FAKE_DVC)  # its command line names dvc, as `dvc repro`'s does
-    cmd = [sys.executable, str(work / "fake_dvc.py"), sys.executable, str(ROOT / "pipelines/train.py"),
-           "--params", str(params), "family=classify", "out_dir=models/m", "checkpoint_dir=checkpoints/m"]
+    (work / "bin").mkdir()
+    (work / "bin/dvc").write_text(FAKE_DVC)  # `python .../bin/dvc ...`, as a venv's `dvc repro` runs
+    stage = [sys.executable, str(ROOT / "pipelines/train.py"), "--params", str(params), "family=classify",
+             "out_dir=models/m", "checkpoint_dir=checkpoints/m"]
+    if shell:  # `sh -c "<cmd>; true"` keeps the shell alive between the two
+        stage = ["/bin/sh", "-c", " ".join(stage) + "; true"]
+    cmd = [sys.executable, str(work / "bin/dvc"), *stage]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     parent = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline())
+    if shell:  # the training is the shell's child
+        import psutil
+
+        deadline = time.time() + 30
+        while time.time() < deadline and not psutil.Process(child).children():
+            time.sleep(0.1)
+        child = psutil.Process(child).children()[0].pid
     state = work / "checkpoints/m/state.json"
     deadline = time.time() + 120
     while time.time() < deadline and not (state.is_file() and json.loads(state.read_text()).get("epochs_done")):

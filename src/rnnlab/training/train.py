@@ -182,26 +182,58 @@ def _is_rank_zero() -> bool:
     return all(os.environ.get(k, "0") == "0" for k in ("LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "RANK"))
 
 
-def stop_with_dvc_parent(poll_seconds: float = 1.0) -> threading.Thread | None:
-    """When this process was started by `dvc` (its parent's command line names dvc), stop it with SIGTERM as
-    soon as that parent is gone (killed with -9: the child would otherwise train on as an orphan, and the
-    next `dvc repro` would start a second training of the same variant). Linux only (/proc)."""
-    parent = os.getppid()
+def _proc(pid: int) -> tuple[int, str, list[str]] | None:
+    """(parent pid, start time, argv) of a process, from /proc; None when it is gone."""
     try:
-        command = Path(f"/proc/{parent}/cmdline").read_bytes()
-    except OSError:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace").split("\0")
+    except (OSError, IndexError):
         return None
-    if b"dvc" not in command:
+    return int(stat[1]), stat[19], argv
+
+
+def _is_dvc(argv: list[str]) -> bool:
+    """`dvc ...`, `python .../bin/dvc ...` or `python -m dvc ...`."""
+    head = [Path(a).name for a in argv[:3]]
+    return head[:1] == ["dvc"] or head[1:2] == ["dvc"] or head[1:3] == ["-m", "dvc"]
+
+
+def dvc_ancestor(levels: int = 3) -> tuple[int, str] | None:
+    """(pid, start time) of the `dvc` process that started this one: the parent, or a grandparent when a shell
+    sits in between (`/bin/sh -c ...`, as DVC sometimes runs a stage command)."""
+    pid = os.getppid()
+    for _ in range(levels):
+        info = _proc(pid)
+        if info is None or pid <= 1:
+            return None
+        parent, started, argv = info
+        if _is_dvc(argv):
+            return pid, started
+        pid = parent
+    return None
+
+
+def stop_with_dvc_parent(poll_seconds: float = 1.0) -> threading.Thread | None:
+    """When this process was started by `dvc`, stop it with SIGTERM as soon as that dvc process is gone
+    (killed with -9, the training would otherwise go on as an orphan, and the next `dvc repro` would start a
+    second training of the same variant). Linux only (/proc)."""
+    found = dvc_ancestor()
+    if found is None:
         return None
+    dvc_pid, started = found
+
+    def alive() -> bool:
+        info = _proc(dvc_pid)
+        return info is not None and info[1] == started  # the same process, not a reused pid
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while alive():
             time.sleep(poll_seconds)
-        print(f"train: the dvc process that started this training (pid {parent}) is gone; stopping",
+        print(f"train: the dvc process that started this training (pid {dvc_pid}) is gone; stopping",
               file=sys.stderr, flush=True)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    thread = threading.Thread(target=watch, name="rnnlab-parent-watch", daemon=True)
+    thread = threading.Thread(target=watch, name="rnnlab-dvc-watch", daemon=True)
     thread.start()
     return thread
 
