@@ -28,10 +28,18 @@ from rnnlab.errors import ConfigError, DataError
     ("classify.trainer.gradient_clip_val=-1.0", "classify.trainer.gradient_clip_val=-1.0 is out of range"),
     ("classify.model.cell=lstmm", "Allowed values: rnn, lstm, gru"),
     ("classify.trainer.precision=fp8", "Allowed values: 32-true"),
+    ("classify.trainer.patience=-1", "classify.trainer.patience=-1 is out of range: expected int in [0, 10000]"),
+    ("classify.grid.cell=gru", "classify.grid.cell='gru' must be a non-empty list of values, e.g. "
+                               "`classify.grid.cell=[gru]`"),
+    ("classify.grid.cell=[]", "classify.grid.cell=[] must be a non-empty list"),
+    ("data@classify.data=anki_spa_eng", "classify.data (anki_spa_eng) is not a classify data set"),
+    ("data@seq2seq.data=trec", "seq2seq.data (trec) is not a seq2seq data set: it has no languages.source"),
+    ("tracking.tracking_uri=weird/place", "tracking.tracking_uri='weird/place' is not a tracking store"),
 ])
 def test_config_values_of_the_wrong_type_or_range_are_rejected_with_key_value_and_allowed(override, expected):
+    family = "seq2seq" if "seq2seq" in override else "classify"
     with pytest.raises(ConfigError) as err:
-        validate(family_view(compose([override]), "classify"))
+        validate(family_view(compose([override]), family))
     assert expected in str(err.value)
 
 
@@ -214,4 +222,104 @@ def test_command_lines_given_nothing_or_junk_exit_2_with_a_message(args, stdin, 
     proc = subprocess.run([sys.executable, *args], cwd=ROOT, input=stdin, capture_output=True, timeout=120)
     err = proc.stderr.decode("utf-8", "replace")
     assert proc.returncode == 2 and expected in err and "Traceback" not in err, err
+
+
+# ---- a hostile user's command lines: each one `error:` line, exit 2, nothing written ------------------------
+
+def _fake_classifier(folder):
+    """A real (untrained) classifier folder, as the train stage writes it."""
+    from tokenizers import Tokenizer, models
+
+    from rnnlab.tasks.classify.model import build_classifier
+
+    cfg = OmegaConf.to_container(family_view(compose([]), "classify").model)
+    folder.mkdir()
+    torch.save(build_classifier(cfg, 12, 4, 2).state_dict(), folder / "model.pt")
+    (folder / "model.json").write_text(json.dumps({"family": "classify", "model": cfg, "vocab_size": 12,
+                                                   "embedding_dim": 4, "label_names": ["neg", "pos"],
+                                                   "max_length": 20}))
+    Tokenizer(models.WordLevel({"<pad>": 0, "<unk>": 1, "good": 2}, unk_token="<unk>")).save(
+        str(folder / "tokenizer.json"))
+    return folder
+
+
+def _cli_model_json_truncated(tmp):
+    folder = _fake_classifier(tmp / "m")
+    (folder / "model.json").write_text((folder / "model.json").read_text()[:40])
+    return ["pipelines/predict.py", "--model", str(folder), "good"], "model.json is damaged (JSONDecodeError"
+
+
+def _cli_model_json_without_keys(tmp):
+    folder = _fake_classifier(tmp / "m")
+    (folder / "model.json").write_text(json.dumps({"family": "classify", "model": {}}))
+    return ["pipelines/predict.py", "--model", str(folder), "good"], "model.json is damaged: it lacks vocab_size"
+
+
+def _cli_tokenizer_damaged(tmp):
+    folder = _fake_classifier(tmp / "m")
+    (folder / "tokenizer.json").write_bytes(b"{\"model\": ")
+    return ["pipelines/predict.py", "--model", str(folder), "good"], "tokenizer.json is not a readable tokenizer"
+
+
+def _cli_model_file_not_folder(tmp):
+    folder = _fake_classifier(tmp / "m")
+    return (["pipelines/predict.py", "--model", str(folder / "model.pt"), "good"],
+            f"model.pt is a file: give the model folder (models/<family>/<dataset>/<variant>), not a file inside "
+            f"it; use --model {folder}")
+
+
+def _cli_heatmap_into_missing_folder(tmp):
+    folder = tmp / "s"
+    folder.mkdir()
+    (folder / "model.json").write_text(json.dumps({"family": "seq2seq", "model": {}}))
+    return (["pipelines/predict.py", "--model", str(folder), "--heatmap", str(tmp / "no/such/dir/h.png"), "hi"],
+            "the folder " + str(tmp / "no/such/dir") + " does not exist")
+
+
+def _cli_params_yaml_syntax_error(tmp):
+    params = tmp / "params.yaml"
+    params.write_text("family: classify\nseed: [42\n")
+    return ["pipelines/train.py", "--params", str(params), "family=classify"], "params.yaml is not valid YAML"
+
+
+def _cli_compose_unknown_group(tmp):
+    return [str(ROOT / "src/rnnlab/compose.py"), str(tmp / "params.yaml"), "data=imdb"], "Could not override 'data'"
+
+
+def _cli_compose_grid_not_a_list(tmp):
+    return ([str(ROOT / "src/rnnlab/compose.py"), str(tmp / "params.yaml"), "classify.grid.cell=gru"],
+            "must be a non-empty list of values")
+
+
+def _cli_compose_removed_key(tmp):
+    return ([str(ROOT / "src/rnnlab/compose.py"), str(tmp / "params.yaml"), "seq2seq.model.src_embedding_dim=64"],
+            "Could not override 'seq2seq.model.src_embedding_dim'")
+
+
+HOSTILE_COMMANDS = {
+    "model.json cut short": _cli_model_json_truncated,
+    "model.json without its keys": _cli_model_json_without_keys,
+    "damaged tokenizer file": _cli_tokenizer_damaged,
+    "--model naming model.pt": _cli_model_file_not_folder,
+    "--heatmap into a missing folder": _cli_heatmap_into_missing_folder,
+    "params.yaml with a YAML syntax error": _cli_params_yaml_syntax_error,
+    "compose with an unknown group": _cli_compose_unknown_group,
+    "compose with a grid axis that is not a list": _cli_compose_grid_not_a_list,
+    "compose with a key that does not exist": _cli_compose_removed_key,
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_COMMANDS))
+def test_hostile_command_lines_are_one_error_line_and_write_nothing(case, tmp_path):
+    import subprocess
+
+    args, expected = HOSTILE_COMMANDS[case](tmp_path)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    args = [str(ROOT / a) if a.startswith("pipelines/") else a for a in args]
+    proc = subprocess.run([sys.executable, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and expected in errors[0], proc.stderr
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written
 

@@ -142,7 +142,8 @@ def _check_champion(work, root, family, dataset, monitor):
     assert f"points at **{best['variant']}**" in (work / f"reports/{family}/{dataset}.md").read_text()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    assert mlflow.pytorch.load_model(f"models:/rnnlab-{family}-{dataset}@champion") is not None
+    champion = mlflow.pyfunc.load_model(f"models:/rnnlab-{family}-{dataset}@champion")
+    assert len(champion.predict(["the cat eats fish ." if family == "seq2seq" else "a great film"])) == 1
     assert not (work / "mlflow.db").exists()  # nothing went to MLflow's default store
 
 

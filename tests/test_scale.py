@@ -34,7 +34,8 @@ def test_ddp_on_two_cpu_processes_matches_one_process_with_one_run_and_one_folde
     # two ranks of 8 = the same 16 examples per optimizer step as one process with batch 16
     proc, ddp = _run(work, [*common, "trainer@classify.trainer=ddp", "classify.trainer.devices=2",
                             "classify.optim.batch_size=4"], "ddp")
-    assert "distributed_backend=gloo" in proc.stdout + proc.stderr and "MEMBER: 2/2" in proc.stdout + proc.stderr
+    shown = proc.stdout + proc.stderr
+    assert "local DDP, distributed_backend=gloo, MEMBER: 2/2 processes" in shown and "no listening socket" in shown
     assert sorted(p.name for p in (work / "outputs/ddp").iterdir()) == [
         ".hydra", "checkpoints", "metrics.json", "model", "plots", "train.log"]
     metrics_single = json.loads((work / "outputs/single/metrics.json").read_text())
@@ -86,3 +87,45 @@ def test_a_sweep_on_the_submitit_local_launcher_records_every_job(tiny_project):
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(parents) == 1 and sorted(r.data.tags["cell"] for r in children) == ["gru", "lstm"]
     assert all(r.info.status == "FINISHED" for r in runs)
+
+
+RANK = """
+import os, sys, time
+import torch.distributed as dist
+from rnnlab.training.distributed import STORE_ENV
+rank = int(sys.argv[1])
+dist.init_process_group("gloo", init_method="file://" + os.environ[STORE_ENV], rank=rank, world_size=2)
+dist.barrier()
+print("ready", flush=True)
+time.sleep(4)  # both ranks connected: the test looks at their sockets now
+dist.barrier()
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_single_machine_ddp_listens_on_no_outside_interface(tmp_path):
+    """The rendezvous and peer sockets of a one-machine DDP group: nothing listens beyond the loopback."""
+    import os
+    import subprocess
+    import sys
+
+    import psutil
+
+    from rnnlab.training.distributed import STORE_ENV, finish_local_rendezvous, prepare_local_rendezvous
+
+    folder = prepare_local_rendezvous()
+    try:
+        (tmp_path / "rank.py").write_text(RANK)
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+        assert env[STORE_ENV] and env["GLOO_SOCKET_IFNAME"] in ("lo", "lo0")
+        ranks = [subprocess.Popen([sys.executable, str(tmp_path / "rank.py"), str(r)], env=env,
+                                  stdout=subprocess.PIPE, text=True) for r in (0, 1)]
+        assert [p.stdout.readline().strip() for p in ranks] == ["ready", "ready"]
+        listening = [c.laddr for p in ranks for c in psutil.Process(p.pid).net_connections(kind="inet")
+                     if c.status == psutil.CONN_LISTEN]
+        assert all(addr.ip in ("127.0.0.1", "::1") for addr in listening), listening
+        assert [p.wait(timeout=60) for p in ranks] == [0, 0]
+    finally:
+        finish_local_rendezvous(folder)
+    assert not folder.exists()

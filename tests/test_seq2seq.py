@@ -112,12 +112,13 @@ def test_decoding_never_reads_the_reference():
 
     vocab = {f"w{i}": i for i in range(20)}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="w1"))
-    cfg = {"cell": "gru", "embedding_mode": "random", "src_embedding_dim": 8, "tgt_embedding_dim": 8,
+    cfg = {"cell": "gru", "embedding_mode": "random", "tgt_embedding_dim": 8,
            "hidden_size": 16, "encoder_layers": 1, "decoder_layers": 1, "bidirectional": True, "dropout": 0.0,
            "attention": "additive", "input_feeding": False, "teacher_forcing": 1.0, "teacher_forcing_final": None,
            "label_smoothing": 0.0, "decoding": {"beam": 1, "length_penalty": 0.0, "max_length": 10,
                                                 "max_len_a": 2.0, "max_len_b": 2}}
-    module = Seq2SeqModule(cfg, {"lr": 1e-3}, 20, 20, None, tokenizer, ["a", "b"], {"a": ["x"], "b": ["y"]})
+    module = Seq2SeqModule(cfg, {"lr": 1e-3}, 20, 20, np.zeros((20, 8), np.float32), tokenizer, ["a", "b"],
+                           {"a": ["x"], "b": ["y"]})
     module.log = lambda *a, **k: None
     src, lengths = _batch([4, 3])
     hypotheses = []

@@ -51,20 +51,36 @@ def test_the_mlflow_run_has_config_system_info_throughput_and_a_loadable_model(p
     assert params["family"] == "classify" and params["seed"] == str(cfg.seed)
     assert params["system.torch"] == torch.__version__
     assert int(params["system.torch_threads"]) >= 1 and params["system.accelerator"] == "cpu"
+    # the CPU type decides float rounding: recorded in the run and in train_summary.json
+    assert params["system.cpu_capability"] == torch.backends.cpu.get_cpu_capability() == \
+        summary["machine"]["cpu_capability"]
+    assert params["system.cpu_model"] == summary["machine"]["cpu_model"] != ""
     assert run.data.metrics["train_tokens_per_second_mean"] == summary["train_tokens_per_second"] > 0
     history = client.get_metric_history(run.info.run_id, "train_tokens_per_second")
     assert len(history) == summary["epochs_run"]
     assert run.info.status == "FINISHED"
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "checkpoint"} <= names
-    # the model logged with mlflow.pytorch loads back and gives the saved weights' outputs
+    # the logged MLflow model is a pyfunc "model from code" (this repository's pyfunc_model.py, no pickled
+    # python_model): loading it unpickles nothing, and it predicts what the predict CLI prints
+    import argparse
+
+    from mlflow.models import Model
+
+    from rnnlab.predict import model_family
+
     mlflow.set_tracking_uri(run_info["tracking_uri"])
-    logged = mlflow.pytorch.load_model(run_info["model_uri"]).eval()
-    model, _ = load_model(work / "model")
-    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0]])
-    lengths = torch.tensor([4, 2])
-    with torch.no_grad():
-        assert torch.equal(logged(ids, lengths), model(ids, lengths))
+    local = mlflow.artifacts.download_artifacts(run_info["model_uri"], dst_path=str(work / "downloaded"))
+    flavor = Model.load(local).flavors["python_function"]
+    assert flavor.get("model_code_path", "").endswith("pyfunc_model.py") and "python_model" not in flavor
+    assert not [p for p in (work / "downloaded").rglob("*") if p.suffix in (".pkl", ".pickle")]
+    logged = mlflow.pyfunc.load_model(run_info["model_uri"])
+    family = model_family(work / "model")
+    parser = argparse.ArgumentParser()
+    family.add_predict_arguments(parser)
+    texts = ["the film was great", "an awful boring film"]
+    expected = family.predict(work / "model", texts, parser.parse_args([]))
+    assert logged.predict(texts) == expected and expected[0].split("\t")[0] in ("neg", "pos")
 
 
 def test_cosine_schedule_and_word_dropout_train(prepared):

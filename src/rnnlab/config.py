@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.errors import ConfigError, RnnlabError
+from rnnlab.errors import ConfigError, RnnlabError, user_os_error
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = PROJECT_ROOT / "conf"
@@ -95,8 +95,25 @@ OPTIM_SCHEMA: Schema = {"scheduler": choice("none", "cosine"), "lr": number_in(1
                         "embedding_lr": number_in(0.0, 10.0), "weight_decay": number_in(0.0, 1.0),
                         "batch_size": int_in(1, 65536)}
 TRAINER_SCHEMA: Schema = {"precision": choice("32-true", "32", "bf16-mixed", "16-mixed"),
-                          "max_epochs": int_in(1, 10000), "devices": int_in(1, 4096), "num_nodes": int_in(1, 4096),
+                          "max_epochs": int_in(1, 10000), "min_epochs": int_in(0, 10000),
+                          "patience": int_in(0, 10000), "devices": int_in(1, 4096), "num_nodes": int_in(1, 4096),
                           "gradient_clip_val": number_in(0.0, 1e6, optional=True)}
+
+
+TRACKING_URI_FORMS = ("sqlite:///<file>.db", "http://<host>:<port>", "https://<host>", "postgresql://...",
+                      "mysql://...", "databricks")
+
+
+def check_tracking_uri(uri: str) -> None:
+    """An MLflow tracking URI rnnlab can use: a database or a tracking server (MLflow 3 has no plain-folder
+    store for a new project; a bare path would be taken as one)."""
+    import re
+
+    if re.match(r"^(sqlite:///.+|https?://[^/\s]+.*|(postgresql|mysql|mssql)(\+\w+)?://.+|databricks(://.*)?)$", uri):
+        return
+    raise ConfigError(f"tracking.tracking_uri={uri!r} is not a tracking store rnnlab can use. Allowed forms: "
+                      f"{', '.join(TRACKING_URI_FORMS)}. Fix it with e.g. `tracking.tracking_uri=sqlite:///mlruns.db` "
+                      "(the default) or the address of an `mlflow server`.")
 
 
 def check_group(node: DictConfig, prefix: str, schema: Schema) -> None:
@@ -174,7 +191,14 @@ def load_params(path: str | Path, dotlist: list[str]) -> DictConfig:
             f"{path} does not exist. It is composed from conf/: run `make params` "
             "(or `dvc exp run`, which composes it) before `dvc repro`."
         )
-    cfg = OmegaConf.load(path)
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as err:  # noqa: BLE001 - yaml's scanner/parser errors and OmegaConf's: all unreadable
+        where = " ".join(str(err).split())[:300]
+        raise ConfigError(f"{path} is not valid YAML ({type(err).__name__}: {where}). It is composed from conf/, "
+                          "never edited by hand: run `make params` to write it again.") from None
+    if not isinstance(cfg, DictConfig) or "family" not in cfg:
+        raise ConfigError(f"{path} is not a composed rnnlab config (no `family` key). Run `make params` to write it.")
     for item in dotlist:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
@@ -213,7 +237,14 @@ def validate(cfg: DictConfig) -> None:
     name = cfg.family
     check_group(cfg, "", ROOT_SCHEMA)
     check_group(cfg.tracking, "tracking", TRACKING_SCHEMA)
+    check_tracking_uri(str(cfg.tracking.tracking_uri))
     choice(*family.monitors).check(f"{name}.monitor", cfg.get("monitor"))
+    missing = [k for k in family.data_keys if OmegaConf.select(cfg.data, k, default=None) is None]
+    if missing:
+        raise ConfigError(
+            f"{name}.data ({cfg.data.get('name')}) is not a {name} data set: it has no {', '.join(missing)}. "
+            f"{name} data sets: {', '.join(data_sets(family))}; pick one with e.g. "
+            f"`data@{name}.data={(data_sets(family) or ['<name>'])[0]}`.")
     check_group(cfg.data, f"{name}.data", DATA_SCHEMA)
     if "embeddings" in cfg:
         check_group(cfg.embeddings, f"{name}.embeddings", EMBEDDINGS_SCHEMA)
@@ -223,6 +254,9 @@ def validate(cfg: DictConfig) -> None:
     for node in family.tokenizer_nodes:
         check_group(OmegaConf.select(cfg, node), f"{name}.{node}", TOKENIZER_SCHEMA)
     for axis, values in cfg.grid.items():
+        if not OmegaConf.is_list(values) or len(values) == 0:
+            raise ConfigError(f"{name}.grid.{axis}={values!r} must be a non-empty list of values, e.g. "
+                              f"`{name}.grid.{axis}=[{values if isinstance(values, str) else '...'}]` (brackets).")
         rule = family.model_schema.get(axis)
         if rule is None or rule.choices is None:
             axes = [k for k, r in family.model_schema.items() if r.choices is not None]
@@ -232,6 +266,16 @@ def validate(cfg: DictConfig) -> None:
             if value not in rule.choices:
                 raise ConfigError(f"{name}.grid.{axis} contains {value!r}; allowed: {', '.join(map(str, rule.choices))}")
     family.validate(cfg)
+
+
+def data_sets(family) -> list[str]:
+    """The data sets of conf/data/ that a family can use (those holding its `data_keys`)."""
+    names = []
+    for path in sorted((CONF_DIR / "data").glob("*.yaml")):
+        node = OmegaConf.load(path)
+        if all(OmegaConf.select(node, k, default=None) is not None for k in family.data_keys):
+            names.append(path.stem)
+    return names
 
 
 def variant_name(cfg: DictConfig) -> str:
@@ -256,6 +300,12 @@ def run_stage(run: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     except RnnlabError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as err:  # a full disk, a read-only folder: one line too (nothing is half-written)
+        message = user_os_error(err)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def cli(run: Callable[[DictConfig], Any], stage: str) -> None:
@@ -277,11 +327,33 @@ def cli(run: Callable[[DictConfig], Any], stage: str) -> None:
 
     def job(cfg: DictConfig) -> Any:
         try:
-            cfg = family_view(cfg)
-        except RnnlabError as err:
-            print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
-        return run_stage(run, cfg)
+            try:
+                cfg = family_view(cfg)
+            except RnnlabError as err:
+                print(f"error: {err}", file=sys.stderr)
+                raise SystemExit(2) from None
+            return run_stage(run, cfg)
+        except SystemExit as stop:
+            if stop.code == 2:  # rejected before any work: the job folder holds only Hydra's own files
+                _remove_unused_job_dir()
+            raise
 
+    # The run/sweep folder names end in this process's id (conf/config.yaml), so that two runs started in
+    # the same second get two folders; inherited by a sweep's worker processes, which resolve the names too.
+    os.environ["RNNLAB_RUN_TAG"] = str(os.getpid())
     sys.argv = [sys.argv[0], *argv, f"hydra.job.name={stage}"]
     hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(job)()
+
+
+def _remove_unused_job_dir() -> None:
+    """Delete the Hydra job folder of a rejected run when it holds nothing but Hydra's config copy and log."""
+    import shutil
+
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        folder = Path(HydraConfig.get().runtime.output_dir)
+    except (ValueError, AttributeError):
+        return
+    if folder.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in folder.iterdir()):
+        shutil.rmtree(folder, ignore_errors=True)

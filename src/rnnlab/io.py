@@ -153,3 +153,71 @@ def load_weights(path: str | os.PathLike, model=None) -> dict:
                             f"vocabulary or architecture?): {detail}. Re-run the train stage for this "
                             "configuration.") from None
     return state
+
+
+def read_model_info(model_dir: str | os.PathLike, required: tuple[str, ...] = ("family", "model")) -> dict:
+    """A trained model folder's model.json as a dict holding `required`; anything else is a DataError
+    (a missing folder, a file given instead of the folder, a damaged or truncated model.json)."""
+    from rnnlab.errors import DataError
+
+    model_dir = Path(model_dir)
+    if model_dir.is_file():
+        hint = (f"; use --model {model_dir.parent}" if (model_dir.parent / "model.json").is_file() else "")
+        raise DataError(f"{model_dir} is a file: give the model folder (models/<family>/<dataset>/<variant>), "
+                        f"not a file inside it{hint}")
+    if not model_dir.is_dir():
+        raise DataError(f"model folder {model_dir} does not exist. Train one with `dvc repro` (it writes "
+                        "models/<family>/<dataset>/<variant>) or pipelines/train.py")
+    path = model_dir / "model.json"
+    if not path.is_file():
+        raise DataError(f"{model_dir} is not a trained model folder: model.json missing")
+    try:
+        info = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DataError(f"{path} is damaged ({type(err).__name__}: {' '.join(str(err).split())[:120]}); re-run "
+                        "the train stage to write the model folder again") from None
+    missing = [k for k in required if not isinstance(info, dict) or k not in info]
+    if missing:
+        raise DataError(f"{path} is damaged: it lacks {', '.join(missing)}; re-run the train stage to write the "
+                        "model folder again")
+    return info
+
+
+def load_tokenizer(path: str | os.PathLike):
+    """A Hugging Face `tokenizers` file; a damaged or foreign one is a DataError."""
+    from tokenizers import Tokenizer
+
+    from rnnlab.errors import DataError
+
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as err:  # noqa: BLE001 - tokenizers raises bare Exception for a bad file
+        raise DataError(f"{path} is not a readable tokenizer file ({' '.join(str(err).split())[:120]}); re-run "
+                        "the stage that wrote it (tokenize, or train for a model folder)") from None
+
+
+def build_from_info(build, model_dir: str | os.PathLike, *args, **kwargs):
+    """`build(*args, **kwargs)` for a model folder's model.json values; values it cannot build from (a key
+    missing from its `model` section, a wrong type) are a DataError naming the folder."""
+    from rnnlab.errors import DataError
+
+    try:
+        return build(*args, **kwargs)
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(f"{Path(model_dir) / 'model.json'} does not describe a model this code can build "
+                        f"({type(err).__name__}: {err}); re-run the train stage to write the folder again") from None
+
+
+def save_torch(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save through an in-memory buffer: a full disk is then an OSError (ENOSPC) from the plain file
+    write, where torch's own zip writer would report an opaque RuntimeError ('unexpected pos ...')."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with open(path, "wb") as handle:
+        handle.write(buffer.getbuffer())
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rnnlab.errors import DataError, RnnlabError
+from rnnlab.errors import DataError, RnnlabError, user_os_error
 
 
 def check_text(text: str) -> str:
@@ -28,19 +28,9 @@ def check_text(text: str) -> str:
 def model_family(model_dir: Path):
     """The registered family of a trained model folder (from its model.json)."""
     from rnnlab import tasks
-    from rnnlab.io import read_json
+    from rnnlab.io import read_model_info
 
-    info_path = Path(model_dir) / "model.json"
-    if not Path(model_dir).is_dir():
-        raise DataError(f"model folder {model_dir} does not exist. Train one with `dvc repro` (it writes "
-                        "models/<family>/<dataset>/<variant>) or pipelines/train.py")
-    if not info_path.is_file():
-        raise DataError(f"{model_dir} is not a trained model folder: model.json missing")
-    try:
-        family = read_json(info_path).get("family")
-    except ValueError as err:
-        raise DataError(f"{info_path} is damaged ({err}); re-run the train stage") from None
-    return tasks.get(str(family))
+    return tasks.get(str(read_model_info(model_dir)["family"]))
 
 
 def read_inputs(given: list[str]) -> list[str]:
@@ -77,5 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             print(line)
     except RnnlabError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if user_os_error(err) is None:
+            raise
+        print(f"error: {user_os_error(err)}", file=sys.stderr)
         return 2
     return 0

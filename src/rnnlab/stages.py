@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from rnnlab import tasks
 from rnnlab.config import grid_variants, variant_name
 from rnnlab.data.prepare import raw_dir, run_data_stage
+from rnnlab.errors import ConfigError
 
 
 def model_dir(cfg: DictConfig, variant: str | None = None) -> Path:
@@ -54,6 +55,7 @@ def train(cfg: DictConfig) -> float | None:
     """One training run. Under DVC (`out_dir` given) it writes the stage's model folder; interactively
     (Hydra, `out_dir=null`) it prepares missing data, trains into the Hydra job folder and scores the test
     split there. Returns the best validation score (the objective of a Hydra sweeper such as Optuna)."""
+    from rnnlab.training.train import stop_with_dvc_parent
     from rnnlab.training.train import train as train_model
 
     family = tasks.get(cfg.family)
@@ -66,10 +68,14 @@ def train(cfg: DictConfig) -> float | None:
         ensure_prepared(cfg)
         job_dir = Path(HydraConfig.get().runtime.output_dir)
         out_dir, overrides = job_dir / "model", list(HydraConfig.get().overrides.task)
+        if out_dir.exists():  # never replace another run's model (folder names are unique per process)
+            raise ConfigError(f"{out_dir} already holds a model of another run; refusing to overwrite it. "
+                              "Set hydra.run.dir (or hydra.sweep.dir) to a new folder.")
         checkpoints = Path(cfg.checkpoint_dir or job_dir / "checkpoints")
     else:
         out_dir, overrides = Path(cfg.out_dir), sys.argv[1:]
         checkpoints = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+    stop_with_dvc_parent()  # started by dvc: never train on as an orphan when it is killed
     summary = train_model(cfg, out_dir, overrides, checkpoints)
     if not summary:  # not rank 0
         return None
@@ -87,6 +93,24 @@ def evaluate(cfg: DictConfig) -> None:
     family = tasks.get(cfg.family)
     metrics = family.evaluate(cfg, model_dir(cfg), metrics_path(cfg), plots_dir(cfg))
     print(f"evaluate: {cfg.family} {cfg.data.name} {variant_name(cfg)}: {family.describe_metrics(metrics)}")
+
+
+def machines_note(models: Path, variants: list[str]) -> str:
+    """Which machine trained the variants (from their train_summary.json): same code, data and seed on the same
+    CPU type give identical numbers; another CPU type rounds floats differently (docs/reproducibility.md)."""
+    from rnnlab.io import read_json
+
+    seen: dict[str, list[str]] = {}
+    for variant in variants:
+        m = read_json(models / variant / "train_summary.json").get("machine")
+        key = ("an unrecorded machine" if not m else
+               f"{m['cpu_model']} ({m['cpu_capability']}; {m['cpu_flags']}), device {m['device']}, "
+               f"precision {m['precision']}, torch {m['torch']}")
+        seen.setdefault(key, []).append(variant)
+    where = "; ".join(f"{key}" + (f" ({', '.join(v)})" if len(seen) > 1 else "") for key, v in seen.items())
+    return (f"Trained on {where}. The same code, data and seed on the same CPU type reproduce these numbers "
+            "exactly; on another CPU type float rounding differs and scores move within seed noise "
+            "([reproducibility](../../docs/reproducibility.md)).")
 
 
 def report(cfg: DictConfig) -> None:
@@ -107,7 +131,7 @@ def report(cfg: DictConfig) -> None:
     alias = f"exp-{os.environ['DVC_EXP_NAME']}" if os.environ.get("DVC_EXP_NAME") else "champion"
     notes = [f"MLflow registry: alias `{alias}` of model `{registered}` points at **{champion}**, the variant "
              f"with the best validation score ({monitor} {summary['best_' + monitor]:.4f}); the test scores "
-             "above played no part in that choice.", ""]
+             "above played no part in that choice.", "", machines_note(folders["models"], variants), ""]
     for row in family.write_report(cfg, variants, folders, out, stats, notes):
         print(f"report: {family.describe_row(row)}")
     print(f"report: wrote {out}")

@@ -144,14 +144,21 @@ def embed_vocabulary(cfg: DictConfig, tokenizer, train_ids: list[list[int]], out
     return coverage
 
 
-def load_matrix(path: Path) -> np.ndarray:
+def load_matrix(path: Path, vocab_size: int | None = None) -> np.ndarray:
+    """The embed stage's matrix (one row per tokenizer word); `vocab_size` (the tokenizer's) is checked."""
     if not (path / "coverage.json").is_file():
         raise DataError(f"{path} is not a finished embed output (no coverage.json); run the embed stage")
+    fix = "`dvc repro -f -s <family>_embed` (or deleting the folder) re-creates it."
     try:
-        return np.load(path / "matrix.npy", allow_pickle=False)
+        matrix = np.load(path / "matrix.npy", allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
-        raise DataError(f"{path / 'matrix.npy'} is damaged ({err}). `dvc repro -f <embed stage>` (or deleting "
-                        "the folder) re-creates it.") from None
+        raise DataError(f"{path / 'matrix.npy'} is damaged ({err}). {fix}") from None
+    if matrix.ndim != 2 or not np.issubdtype(matrix.dtype, np.floating) or (
+            vocab_size is not None and matrix.shape[0] != vocab_size):
+        raise DataError(f"{path / 'matrix.npy'} has shape {tuple(matrix.shape)} ({matrix.dtype}), but the tokenizer "
+                        f"has {vocab_size} words: expected a float matrix of {vocab_size} rows, one per word. It "
+                        f"belongs to another tokenize output or was replaced. {fix}")
+    return matrix
 
 
 STAGE_MARKERS = {"download": "stats.json", "tokenize": "stats.json", "embed": "coverage.json"}

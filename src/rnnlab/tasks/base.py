@@ -4,7 +4,7 @@ A family subclasses `TaskFamily`, fills in its hooks and registers one instance 
 `rnnlab.tasks.<name>` exposes it as `FAMILY`). Shared code calls only these hooks:
 
 - configuration: `model_schema` (allowed values and ranges of its `model` group), `tokenizer_nodes`
-  (the tokenizer groups it has), `monitors` (validation metrics it can select checkpoints by, with
+  (the tokenizer groups it has), `data_keys` (what its data sets hold), `monitors` (validation metrics it can select checkpoints by, with
   their direction), `validate(cfg)` for checks across keys;
 - data stages: `download`, `tokenize`, `embed` (each writes one folder atomically);
 - training: `build(cfg)` returns the DataModule, the LightningModule and what `model.json` records;
@@ -44,6 +44,9 @@ class TaskFamily:
     model_schema: Schema = {}
     tokenizer_nodes: tuple[str, ...] = ("tokenizer",)
     compare_metrics: tuple[str, str] = ("", "")  # (score, learning curve) of a seed comparison
+    # Keys every data set of this family has (conf/data/*.yaml): a data set of another family is refused
+    # up front, e.g. translation pairs given to a classifier.
+    data_keys: tuple[str, ...] = ()
     # Module whose download/tokenize/embed functions are the data stages (imported when a stage runs,
     # so that looking a family up stays cheap); a family may override the three methods instead.
     data_module: str = ""

@@ -36,11 +36,12 @@ class MlflowSweepParent(Callback):
         from mlflow.tracking import MlflowClient
 
         from rnnlab.config import family_view
-        from rnnlab.tracking.mlflow_utils import artifact_uri, git_commit
+        from rnnlab.tracking.mlflow_utils import artifact_uri, ensure_store, git_commit
 
         cfg = family_view(OmegaConf.create({k: v for k, v in config.items() if k != "hydra"}))
         OmegaConf.resolve(cfg)
         self.cfg = cfg
+        ensure_store(cfg.tracking.tracking_uri)
         self.client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
         name = cfg.tracking.experiment_name
         experiment = self.client.get_experiment_by_name(name)

@@ -47,6 +47,35 @@ def retry(call: Callable[[], T], what: str, tracking_uri: str, retries: int = 4,
         "tracking.tracking_uri elsewhere; tracking.retries and tracking.retry_seconds set the patience.")
 
 
+_READY_STORES: set[str] = set()
+
+
+def ensure_store(tracking_uri: str) -> None:
+    """Create a new SQLite tracking store under an exclusive lock. MLflow initialises a fresh database
+    lazily in every process that opens it, and two processes doing that at once (two runs started
+    together on a new mlruns.db) can fail with 'table _alembic_tmp_metrics already exists' or a missing
+    schema version; behind this lock the second process finds the tables complete."""
+    uri = str(tracking_uri)
+    if uri in _READY_STORES or not uri.startswith("sqlite:///"):
+        return
+    import fcntl
+    import hashlib
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    path = Path(uri[len("sqlite:///"):])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"rnnlab-mlflow-init-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _READY_STORES.add(uri)
+
+
 def git_commit() -> str:
     """HEAD commit, suffixed with -dirty when tracked files changed; 'unknown' outside git."""
     try:
@@ -94,6 +123,32 @@ def run_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
     return tags
 
 
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "neon", "asimd")
+
+
+def cpu_info() -> dict[str, str]:
+    """The CPU's model name, the SIMD level PyTorch's kernels use (ATen's CPU capability) and the vector
+    instruction sets present: what decides float rounding, hence what "bit-identical" is promised across."""
+    import torch
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
+                model = value.strip()
+            elif key.strip() in ("flags", "Features"):
+                flags = set(value.split())
+    except OSError:
+        pass
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        capability = "unknown"
+    return {"cpu_model": model, "cpu_capability": capability,
+            "cpu_flags": " ".join(f for f in SIMD_FLAGS if f in flags) or "none found"}
+
+
 def system_info(accelerator: str = "cpu") -> dict[str, str]:
     """Where a run ran: logged as `system.*` params so runs from different machines are told apart."""
     import torch
@@ -106,6 +161,7 @@ def system_info(accelerator: str = "cpu") -> dict[str, str]:
         "system.torch_threads": str(torch.get_num_threads()),
         "system.accelerator": accelerator,
         "system.cuda_available": str(torch.cuda.is_available()),
+        **{f"system.{k}": v for k, v in cpu_info().items()},
     }
     if torch.cuda.is_available():
         info["system.device"] = torch.cuda.get_device_name(0)
@@ -117,15 +173,18 @@ def system_info(accelerator: str = "cpu") -> dict[str, str]:
     return info
 
 
-def log_pytorch_model(tracking_uri: str, run_id: str, model, name: str = "model") -> str:
-    """Log `model` into the (finished) run with mlflow.pytorch; returns its model URI for the registry."""
+def log_model_folder(tracking_uri: str, run_id: str, model_dir: Path, name: str = "model") -> str:
+    """Log a trained model folder into the run as an MLflow pyfunc "model from code"
+    (rnnlab/tracking/pyfunc_model.py): `mlflow.pyfunc.load_model(uri)` runs that file and loads the weights
+    with weights_only=True, so nothing is unpickled. Returns the model URI, for the registry."""
     import mlflow
     import torch
 
     mlflow.set_tracking_uri(tracking_uri)
     with mlflow.start_run(run_id=run_id):
-        logged = mlflow.pytorch.log_model(
-            model.cpu().eval(), name=name, serialization_format="pickle",  # pt2 would need a traced example
+        logged = mlflow.pyfunc.log_model(
+            name=name, python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            artifacts={"model_dir": str(model_dir)},
             # The requirements are known; MLflow's own inference would import-scan the environment.
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "rnnlab"])
     return logged.model_uri
@@ -175,8 +234,10 @@ def make_logger(cfg: DictConfig, run_name: str, tags: dict[str, str], run_id: st
         same_experiment = os.environ.get(EXPERIMENT_ENV) == cfg.tracking.experiment_name
         tags = {**tags, ("mlflow.parentRunId" if same_experiment else "sweep_parent_run"): parent}
 
+    policy = retry_policy(cfg)
+    retry(lambda: ensure_store(cfg.tracking.tracking_uri), "open the tracking store", **policy)
     return _logger_class()(
-        retry_policy(cfg),
+        policy,
         experiment_name=cfg.tracking.experiment_name,
         run_name=run_name,
         tracking_uri=cfg.tracking.tracking_uri,

@@ -1,4 +1,5 @@
-"""Callbacks: per-epoch history (for the stage's own outputs) and a plain epoch line off-terminal."""
+"""Callbacks: per-epoch history (for the stage's own outputs) with one printed line per epoch, and the
+terminal progress bar (epochs counted from 1, the monitored metric shown, no logger version)."""
 
 from __future__ import annotations
 
@@ -60,4 +61,36 @@ class History(pl.Callback):
             shown = "  ".join(f"{k} {v:.4f}" if k != "epoch_seconds" else f"{v:.1f}s"
                               for k, v in row.items() if k not in ("epoch", "train_tokens_per_second"))
             shown += f"  {row['train_tokens_per_second']:.0f} tok/s"
-            print(f"epoch {row['epoch']}/{trainer.max_epochs}  {shown}", flush=True)
+            line = f"epoch {row['epoch']}/{trainer.max_epochs}  {shown}"
+            bar = trainer.progress_bar_callback
+            if bar is not None and bar.is_enabled:
+                bar.print(line)  # above the live bar, which stays intact
+            else:
+                print(line, flush=True)
+
+
+def epoch_bar(monitor: str):
+    """A RichProgressBar that counts epochs from 1 (`Epoch 1/8`), shows the monitored validation metric
+    beside the training loss, hides Lightning's logger version (`v_num`), and prints lines above itself."""
+    from pytorch_lightning.callbacks import RichProgressBar
+
+    class EpochBar(RichProgressBar):
+        def _get_train_description(self, current_epoch: int) -> str:
+            text = f"Epoch {current_epoch + 1}" + (f"/{self.trainer.max_epochs}" if self.trainer.max_epochs else "")
+            return f"{text:{len(self.validation_description)}}"
+
+        def get_metrics(self, trainer, pl_module):
+            items = super().get_metrics(trainer, pl_module)
+            items.pop("v_num", None)
+            value = trainer.callback_metrics.get(monitor)
+            if value is not None and value.numel() == 1:
+                items[monitor] = round(float(value), 4)
+            return items
+
+        def print(self, *args, **kwargs) -> None:
+            if self._console is not None:
+                self._console.print(*args, **kwargs)
+            else:
+                print(*args, **kwargs)
+
+    return EpochBar()

@@ -27,7 +27,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from rnnlab.errors import RnnlabError
-from rnnlab.io import read_json, write_json
+from rnnlab.io import read_json, save_torch, write_json
 
 RESUME_NAME, BEST_NAME, STATE_NAME = "resume", "best", "state.json"
 # Keys that do not change what is trained (display, tracking destination, where outputs go).
@@ -48,7 +48,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
         os.close(fd)
         try:
-            torch.save(checkpoint, tmp)
+            save_torch(checkpoint, tmp)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -72,14 +72,63 @@ def fingerprint(config: dict, extra: dict | None = None) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+class FolderBusy(RnnlabError):
+    """Another live process is training into the same checkpoint folder."""
+
+
+def _loads(path: Path) -> str | None:
+    """None when `path` loads as a checkpoint (weights_only); otherwise what is wrong with it."""
+    if not path.is_file():
+        return "missing"
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a truncated zip, a pickle error, ...: all mean damaged
+        return f"unreadable ({type(err).__name__}: {' '.join(str(err).split())[:160]})"
+    return None
+
+
 class CheckpointFolder:
-    """The persistent checkpoint folder of one training, and the decision to resume from it."""
+    """The persistent checkpoint folder of one training, and the decision to resume from it. `lock()` makes
+    sure that one process at a time trains into it (an advisory lock the kernel drops when its holder dies)."""
+
+    LOCK_NAME = ".lock"
 
     def __init__(self, folder: str | os.PathLike, fingerprint: str):
         self.folder, self.fingerprint = Path(folder), fingerprint
         self.resume_path: Path | None = None
         self.run_id: str | None = None
+        self.abandoned_run_id: str | None = None  # the run of a damaged resume state (to be marked FAILED)
         self.message = ""
+        self._lock_file = None
+
+    def lock(self) -> "CheckpointFolder":
+        """Take the folder's lock, or raise FolderBusy naming the process that holds it."""
+        import fcntl
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / self.LOCK_NAME
+        handle = open(path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "an unknown process"
+            handle.close()
+            raise FolderBusy(
+                f"{self.folder} is in use: {holder} is training into it now. Two trainings of one variant "
+                "would overwrite each other's checkpoints; wait for that process to end, or stop it "
+                "(`kill <pid>`), then run this again.") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {os.uname().nodename}")
+        handle.flush()
+        self._lock_file = handle
+        return self
+
+    def unlock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing the descriptor drops the flock
+            self._lock_file = None
 
     @property
     def state_path(self) -> Path:
@@ -114,6 +163,15 @@ class CheckpointFolder:
             return self
         self.run_id = state.get("mlflow_run_id")
         if self.checkpoint(RESUME_NAME).is_file():
+            damage = {name: _loads(self.checkpoint(name)) for name in (RESUME_NAME, BEST_NAME)}
+            damage = {name: why for name, why in damage.items() if why}
+            if damage:  # truncated by a full disk, deleted by hand, ...: set aside, never resumed
+                aside = self._set_aside()
+                self.abandoned_run_id, self.run_id = self.run_id, None
+                self.message = ("WARNING: the resume state is damaged (" + "; ".join(
+                    f"{name}.ckpt {why}" for name, why in damage.items()) + f"); moved to {aside} and "
+                    "training restarts from the first epoch in a new MLflow run")
+                return self
             self.resume_path = self.checkpoint(RESUME_NAME)
             self.message = (f"resuming from {self.resume_path} (epoch {state.get('epochs_done', '?')} done), "
                             f"MLflow run {self.run_id}")
@@ -121,6 +179,19 @@ class CheckpointFolder:
             self._clear()
             self.message = f"an unfinished run without a checkpoint: starting over in MLflow run {self.run_id}"
         return self
+
+    def _set_aside(self) -> Path:
+        """Move the checkpoints and state.json into `damaged-<n>/` inside the folder (kept for a post-mortem)."""
+        n = 1
+        while (self.folder / f"damaged-{n}").exists():
+            n += 1
+        aside = self.folder / f"damaged-{n}"
+        aside.mkdir()
+        for path in [*self.folder.glob("*.ckpt"), self.state_path]:
+            if path.exists():
+                os.replace(path, aside / path.name)
+        self._clear()
+        return aside
 
     def write_state(self, status: str, run_id: str | None, **extra: Any) -> None:
         write_json(self.state_path, {"fingerprint": self.fingerprint, "status": status,

@@ -19,6 +19,7 @@ class ClassifyFamily(TaskFamily):
     monitors = {"val_acc": "max", "val_f1": "max", "val_loss": "min"}
     compare_metrics = ("test_acc", "val_acc")
     data_module = "rnnlab.tasks.classify.data"
+    data_keys = ("local.text_column", "local.label_column")
     model_schema = {
         "cell": choice(*CELLS), "pooling": choice(*POOLINGS), "embedding_mode": choice(*EMBEDDING_MODES),
         "bidirectional": choice(True, False), "residual": choice(True, False),
@@ -30,9 +31,9 @@ class ClassifyFamily(TaskFamily):
         from rnnlab.data.prepare import embeddings_dir, load_matrix, tokenized_dir
         from rnnlab.tasks.classify.module import ClassificationDataModule, ClassifierModule
 
-        matrix = load_matrix(embeddings_dir(cfg))
         data = ClassificationDataModule(tokenized_dir(cfg), int(cfg.optim.batch_size), int(cfg.seed),
                                         int(cfg.trainer.num_workers))
+        matrix = load_matrix(embeddings_dir(cfg), data.tokenizer.get_vocab_size())
         module = ClassifierModule(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.optim),
                                   vocab_size=matrix.shape[0], embedding_dim=matrix.shape[1],
                                   num_classes=len(data.label_names), embeddings=matrix)

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.data.prepare import (SPLITS, STAGE_KEYS, embed_vocabulary, encode_split, fingerprint, load_dataset,
                                  load_raw, quiet_datasets, read_stage_output, without_timings)
+from rnnlab.errors import DataError
 from rnnlab.io import atomic_dir, write_json
 
 
@@ -32,6 +33,12 @@ def download(cfg: DictConfig, out: Path) -> dict:
         test_fraction=float(cfg.data.split.test_fraction),
         max_examples_per_split=cfg.data.max_examples_per_split,
     )
+    present = sorted({raw.label_names[i] for i in splits["train"].labels})
+    if len(present) < 2:
+        raise DataError(
+            f"{cfg.data.name}: the training split holds {len(present)} class ({', '.join(present) or 'none'}) of "
+            f"{len(raw.label_names)} known ({', '.join(map(str, raw.label_names))}); a classifier needs examples of "
+            "at least two. Check the label column (classify.data.local.label_column) and the file's labels.")
     features = Features({"text": Value("string"), "label": ClassLabel(names=list(raw.label_names))})
     dataset = DatasetDict(
         {name: Dataset.from_dict({"text": s.texts, "label": s.labels}, features=features)

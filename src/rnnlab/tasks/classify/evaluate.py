@@ -18,15 +18,17 @@ def load_model(model_dir: Path):
     """Rebuild a trained classifier from its folder (weights loaded with weights_only=True)."""
     from rnnlab.tasks.classify.model import build_classifier
 
+    from rnnlab.io import build_from_info, read_model_info
+
     model_dir = Path(model_dir)
-    if not (model_dir / "model.json").is_file() or not (model_dir / "model.pt").is_file():
-        raise DataError(f"{model_dir} is not a trained model folder (needs model.json and model.pt); "
-                        "train one with `dvc repro` or pipelines/train.py")
-    info = read_json(model_dir / "model.json")
-    if info.get("family") != "classify":
-        raise DataError(f"{model_dir} holds a model of family {info.get('family')!r}, not classify")
-    model = build_classifier(info["model"], info["vocab_size"], info["embedding_dim"],
-                             len(info["label_names"]))
+    info = read_model_info(model_dir, ("family", "model", "vocab_size", "embedding_dim", "label_names"))
+    if info["family"] != "classify":
+        raise DataError(f"{model_dir} holds a model of family {info['family']!r}, not classify")
+    if not (model_dir / "model.pt").is_file():
+        raise DataError(f"{model_dir} is not a trained model folder: model.pt missing; train one with `dvc repro` "
+                        "or pipelines/train.py")
+    model = build_from_info(build_classifier, model_dir, info["model"], info["vocab_size"], info["embedding_dim"],
+                            len(info["label_names"]))
     load_weights(model_dir / "model.pt", model)
     return model.eval(), info
 
@@ -152,13 +154,12 @@ def _words(tokenizer, ids: list[int]) -> list[str]:
 def classify_texts(model_dir: Path, texts: list[str]) -> list[dict]:
     """Label, class probabilities and (attention pooling) each token's attention weight for each text.
     Empty texts, control characters and texts of which no word is in the vocabulary are refused."""
-    from tokenizers import Tokenizer
-
     from rnnlab.data.tokenizer import UNK_ID
+    from rnnlab.io import load_tokenizer
     from rnnlab.predict import check_text
 
     model, info = load_model(model_dir)
-    tokenizer = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
+    tokenizer = load_tokenizer(Path(model_dir) / "tokenizer.json")
     limit = int(info["max_length"])
     results = []
     for text in texts:

@@ -22,6 +22,7 @@ class Seq2SeqFamily(TaskFamily):
     monitors = {"val_bleu": "max", "val_loss": "min"}
     compare_metrics = ("test_bleu_beam", "val_bleu")
     data_module = "rnnlab.tasks.seq2seq.data"
+    data_keys = ("languages.source", "languages.target")
     tokenizer_nodes = ("tokenizer.source", "tokenizer.target")
     model_schema = {
         "cell": choice(*CELLS), "attention": choice(*ATTENTIONS), "embedding_mode": choice(*EMBEDDING_MODES),
@@ -29,7 +30,7 @@ class Seq2SeqFamily(TaskFamily):
         "input_feeding": choice(True, False), "context_every_step": choice(True, False),
         "hidden_size": int_in(1, 8192), "dropout": number_in(0.0, 0.95),
         "encoder_layers": int_in(1, 16), "decoder_layers": int_in(1, 16),
-        "src_embedding_dim": int_in(1, 8192), "tgt_embedding_dim": int_in(1, 8192),
+        "tgt_embedding_dim": int_in(1, 8192),
         "teacher_forcing": number_in(0.0, 1.0), "teacher_forcing_final": number_in(0.0, 1.0, optional=True),
         "label_smoothing": number_in(0.0, 0.9),
         "decoding.beam": int_in(1, 256), "decoding.length_penalty": number_in(0.0, 10.0),
@@ -66,10 +67,10 @@ class Seq2SeqFamily(TaskFamily):
         from rnnlab.tasks.seq2seq.data import TOKENIZER_FILES
         from rnnlab.tasks.seq2seq.module import PairDataModule, Seq2SeqModule
 
-        matrix = load_matrix(embeddings_dir(cfg))
         data = PairDataModule(tokenized_dir(cfg), int(cfg.optim.batch_size), int(cfg.seed),
                               int(cfg.trainer.num_workers))
         sizes = {side: t.get_vocab_size() for side, t in data.tokenizers.items()}
+        matrix = load_matrix(embeddings_dir(cfg), sizes["source"])
         module = Seq2SeqModule(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.optim),
                                sizes["source"], sizes["target"], matrix, data.tokenizers["target"], data.val_keys,
                                data.val_references)
@@ -112,15 +113,20 @@ class Seq2SeqFamily(TaskFamily):
         from rnnlab.errors import DataError
         from rnnlab.tasks.seq2seq.evaluate import heatmap_for, load_translator, prepare_input, translate_ids
 
+        if args.heatmap is not None:  # checked before any work
+            if not args.heatmap.parent.is_dir():  # never creates folders: a typo would scatter files
+                raise DataError(f"--heatmap {args.heatmap}: the folder {args.heatmap.parent} does not exist; "
+                                "write into an existing folder (e.g. --heatmap heatmap.png)")
+            if args.heatmap.suffix.lower() not in (".png", ".pdf", ".svg"):
+                raise DataError(f"--heatmap {args.heatmap}: give a .png, .pdf or .svg file name")
+            if len(inputs) != 1:
+                raise DataError(f"--heatmap draws one input; got {len(inputs)}")
         translator = load_translator(model_dir)
         beam = args.beam if args.beam is not None else int(translator.decoding["beam"])
         if beam < 1:
             raise DataError(f"--beam must be at least 1 (1 = greedy), got {beam}")
-        if args.heatmap is not None:
-            if len(inputs) != 1:
-                raise DataError(f"--heatmap draws one input; got {len(inputs)}")
-            if translator.model.attention_kind == "none":
-                raise DataError("--heatmap needs a model with attention; this one has attention=none")
+        if args.heatmap is not None and translator.model.attention_kind == "none":
+            raise DataError("--heatmap needs a model with attention; this one has attention=none")
         source_ids = []
         for text in inputs:
             ids, warning = prepare_input(translator, text)

@@ -30,28 +30,23 @@ class Translator:
 
 def load_translator(model_dir: Path) -> Translator:
     """Rebuild a trained seq2seq model from its folder (weights loaded with weights_only=True)."""
-    from tokenizers import Tokenizer
-
+    from rnnlab.io import build_from_info, load_tokenizer, read_model_info
     from rnnlab.tasks.seq2seq.data import TOKENIZER_FILES
     from rnnlab.tasks.seq2seq.model import build_seq2seq
 
     model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise DataError(f"model folder {model_dir} does not exist. Train one with `dvc repro` (it writes "
-                        "models/seq2seq/<dataset>/<cell>-<attention>) or pipelines/train.py family=seq2seq")
-    needed = ["model.json", "model.pt", *TOKENIZER_FILES.values()]
-    info_path = model_dir / "model.json"
-    if info_path.is_file() and read_json(info_path).get("family") not in (None, "seq2seq"):
-        raise DataError(f"{model_dir} holds a model of family {read_json(info_path).get('family')!r}, "
-                        "not a seq2seq model; pass a folder under models/seq2seq/")
+    info = read_model_info(model_dir, ("family", "model", "src_vocab_size", "tgt_vocab_size", "embedding_dim"))
+    if info["family"] != "seq2seq":
+        raise DataError(f"{model_dir} holds a model of family {info['family']!r}, not a seq2seq model; pass a "
+                        "folder under models/seq2seq/")
+    needed = ["model.pt", *TOKENIZER_FILES.values()]
     missing = [name for name in needed if not (model_dir / name).is_file()]
     if missing:
         raise DataError(f"{model_dir} is not a trained seq2seq model folder: {', '.join(missing)} missing")
-    info = read_json(info_path)
-    model = build_seq2seq(info["model"], info["src_vocab_size"], info["tgt_vocab_size"],
-                          src_embeddings=np.zeros((info["src_vocab_size"], info["embedding_dim"]), np.float32))
+    model = build_from_info(build_seq2seq, model_dir, info["model"], info["src_vocab_size"], info["tgt_vocab_size"],
+                            src_embeddings=np.zeros((info["src_vocab_size"], info["embedding_dim"]), np.float32))
     load_weights(model_dir / "model.pt", model)
-    tokenizers = {side: Tokenizer.from_file(str(model_dir / name)) for side, name in TOKENIZER_FILES.items()}
+    tokenizers = {side: load_tokenizer(model_dir / name) for side, name in TOKENIZER_FILES.items()}
     return Translator(model.eval(), info, tokenizers["source"], tokenizers["target"])
 
 

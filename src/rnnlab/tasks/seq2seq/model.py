@@ -215,9 +215,10 @@ class Seq2Seq(nn.Module):
                                label_smoothing=label_smoothing)
 
 
-def build_seq2seq(model_cfg: dict, src_vocab_size: int, tgt_vocab_size: int,
-                  src_embeddings: np.ndarray | None = None) -> Seq2Seq:
-    src_dim = src_embeddings.shape[1] if src_embeddings is not None else int(model_cfg["src_embedding_dim"])
+def build_seq2seq(model_cfg: dict, src_vocab_size: int, tgt_vocab_size: int, src_embeddings: np.ndarray) -> Seq2Seq:
+    """The model of `model_cfg`; the source embeddings have the width of `src_embeddings` (the GloVe matrix),
+    which initialises them unless embedding_mode=random."""
+    src_dim = int(src_embeddings.shape[1])
     return Seq2Seq(
         src_vocab_size, tgt_vocab_size, cell=model_cfg["cell"], src_embedding_dim=src_dim,
         tgt_embedding_dim=int(model_cfg["tgt_embedding_dim"]), hidden_size=int(model_cfg["hidden_size"]),
