@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
     except (RnnlabError, HydraException, OmegaConfBaseException) as err:
         message = " ".join(str(err).split())
         print(f"error: {message}" + ("" if isinstance(err, RnnlabError) else
-                                     " (conf/ lists every group and option; e.g. `data@classify.data=trec`)"),
+                                     " (conf/ lists every group and option; e.g. `data@<family>.data=<data set>`)"),
               file=sys.stderr)
         return 2
     finally:

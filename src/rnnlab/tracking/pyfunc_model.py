@@ -1,7 +1,7 @@
 """The MLflow model rnnlab logs for every training run (and registers as `champion`): an MLflow
 "model from code", so loading it runs this file and unpickles nothing.
 
-    model = mlflow.pyfunc.load_model("models:/rnnlab-classify-rotten_tomatoes@champion")
+    model = mlflow.pyfunc.load_model("models:/rnnlab-<family>-<dataset>@champion")
     model.predict(["a gripping, beautifully shot film"])      # or a DataFrame with one text column
 
 Its artifact `model_dir` is the model folder the train stage writes (model.pt with weights only, model.json,
