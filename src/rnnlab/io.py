@@ -155,9 +155,11 @@ def load_weights(path: str | os.PathLike, model=None) -> dict:
     return state
 
 
-def read_model_info(model_dir: str | os.PathLike, required: tuple[str, ...] = ("family", "model")) -> dict:
-    """A trained model folder's model.json as a dict holding `required`; anything else is a DataError
-    (a missing folder, a file given instead of the folder, a damaged or truncated model.json)."""
+def read_model_info(model_dir: str | os.PathLike, required: tuple[str, ...] = ("family", "model"),
+                    family: str | None = None) -> dict:
+    """A trained model folder's model.json as a dict holding `required` (checked after `family`, when given:
+    a model of another family is named as such); anything else is a DataError (a missing folder, a file
+    given instead of the folder, a damaged or truncated model.json)."""
     from rnnlab.errors import DataError
 
     model_dir = Path(model_dir)
@@ -176,6 +178,9 @@ def read_model_info(model_dir: str | os.PathLike, required: tuple[str, ...] = ("
     except (ValueError, UnicodeDecodeError) as err:
         raise DataError(f"{path} is damaged ({type(err).__name__}: {' '.join(str(err).split())[:120]}); re-run "
                         "the train stage to write the model folder again") from None
+    if family is not None and isinstance(info, dict) and info.get("family", family) != family:
+        raise DataError(f"{model_dir} holds a model of family {info['family']!r}, not {family}; pass a folder "
+                        f"under models/{family}/")
     missing = [k for k in required if not isinstance(info, dict) or k not in info]
     if missing:
         raise DataError(f"{path} is damaged: it lacks {', '.join(missing)}; re-run the train stage to write the "

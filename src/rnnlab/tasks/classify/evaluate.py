@@ -21,9 +21,8 @@ def load_model(model_dir: Path):
     from rnnlab.io import build_from_info, read_model_info
 
     model_dir = Path(model_dir)
-    info = read_model_info(model_dir, ("family", "model", "vocab_size", "embedding_dim", "label_names"))
-    if info["family"] != "classify":
-        raise DataError(f"{model_dir} holds a model of family {info['family']!r}, not classify")
+    info = read_model_info(model_dir, ("family", "model", "vocab_size", "embedding_dim", "label_names"),
+                           family="classify")
     if not (model_dir / "model.pt").is_file():
         raise DataError(f"{model_dir} is not a trained model folder: model.pt missing; train one with `dvc repro` "
                         "or pipelines/train.py")

@@ -35,11 +35,8 @@ def load_translator(model_dir: Path) -> Translator:
     from rnnlab.tasks.seq2seq.model import build_seq2seq
 
     model_dir = Path(model_dir)
-    info = read_model_info(model_dir)
-    if info["family"] != "seq2seq":
-        raise DataError(f"{model_dir} holds a model of family {info['family']!r}, not a seq2seq model; pass a "
-                        "folder under models/seq2seq/")
-    info = read_model_info(model_dir, ("family", "model", "src_vocab_size", "tgt_vocab_size", "embedding_dim"))
+    info = read_model_info(model_dir, ("family", "model", "src_vocab_size", "tgt_vocab_size", "embedding_dim"),
+                           family="seq2seq")
     needed = ["model.pt", *TOKENIZER_FILES.values()]
     missing = [name for name in needed if not (model_dir / name).is_file()]
     if missing:
