@@ -1,5 +1,6 @@
 """The seeds-and-statistics report (rnnlab.reporting.compare) on synthetic MLflow runs with known differences."""
 
+import importlib.util
 import math
 import subprocess
 import sys
@@ -138,7 +139,7 @@ def test_clear_errors_for_an_unknown_experiment_factor_or_a_single_variant(uri, 
 
 
 @pytest.mark.slow
-def test_compare_cli(uri, tmp_path):
+def test_compare_cli(uri, tmp_path, monkeypatch, capsys):
     _log_runs(uri, "cli", [("lstm", s, 0.8 + 0.01 * s, {}) for s in range(3)] +
               [("gru", s, 0.82 + 0.01 * s, {}) for s in range(3)])
     cmd = [sys.executable, str(ROOT / "pipelines/compare.py"), "--tracking-uri", uri]
@@ -146,9 +147,19 @@ def test_compare_cli(uri, tmp_path):
                         capture_output=True, text=True, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert "gru - lstm: +0.0200" in ok.stdout and (tmp_path / "c.md").is_file()
-    for args, message in ((["--comparison", "nope"], "known comparisons: attention_vs_none"),
-                          (["--experiment-name", "cli"], "give --factor"),
+    bad = subprocess.run([*cmd, "--comparison", "nope"], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode == 2 and "known comparisons: attention_vs_none" in bad.stderr, bad.stderr
+    assert "Traceback" not in bad.stderr
+    # the other refusals through the script's main() in this process (the same code, no interpreter start-up)
+    spec = importlib.util.spec_from_file_location("compare_cli", ROOT / "pipelines/compare.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    monkeypatch.chdir(tmp_path)
+    for args, message in ((["--experiment-name", "cli"], "give --factor"),
                           (["--comparison", "lstm_vs_gru", "--where", "x"], "expected KEY=VALUE"),
+                          (["--experiment-name", "cli", "--factor", FACTOR, "--alpha", "2"], "must lie between 0 and 1"),
                           (["--comparison", "lstm_vs_gru"], "no MLflow experiment named 'rnnlab-classify-rotten")):
-        bad = subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=tmp_path)
-        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+        capsys.readouterr()
+        code = cli.main([*args, "--tracking-uri", uri])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and "Traceback" not in err, err

@@ -1,7 +1,7 @@
 import numpy as np
 
 from rnnlab.data.batching import BucketBatchSampler
-from rnnlab.tasks.classify.module import collate
+from rnnlab.tasks.classify.model import collate
 
 
 def test_bucket_sampler_yields_every_index_once_and_is_seeded_per_epoch():

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
+import time
 
 import pytest
 from omegaconf import OmegaConf
 
 from conftest import ROOT, run_cmd
 
-GRID = ["classify.grid.cell=[lstm,gru]", "classify.grid.pooling=[last,attention]"]
+# Two classify variants (the pooling axis; the cell axis is the seq2seq grid's) and the 2 x 2 seq2seq grid.
+GRID = ["classify.grid.cell=[lstm]", "classify.grid.pooling=[last,attention]"]
+CLASSIFY_VARIANTS = ("lstm-last", "lstm-attention")
 
 pytestmark = pytest.mark.slow  # DVC pipelines and Hydra sweeps through the real stage scripts
 
@@ -56,7 +60,10 @@ def _check(proc):
 
 
 @pytest.mark.timeout(900)
-def test_dvc_repro_on_tiny_data_then_nothing_to_do(tiny_project):
+def test_dvc_repro_on_tiny_data_then_nothing_to_do_then_experiments_under_load(tiny_project, monkeypatch, capsys):
+    """`dvc repro` of both families on tiny data, its outputs, MLflow runs, champions and the predict CLI; a
+    second `dvc repro` with nothing to do; then two queued DVC experiments on two queue workers and a parallel
+    Hydra multirun at once, all into the same MLflow store: every run recorded, FINISHED, none lost."""
     work = make_dvc_project(tiny_project, GRID)
     _check(run_cmd(["dvc", "repro"], work, timeout=850))
 
@@ -64,7 +71,7 @@ def test_dvc_repro_on_tiny_data_then_nothing_to_do(tiny_project):
     assert sum(stats["counts"].values()) == 240 and stats["label_names"] == ["neg", "pos"]
     coverage = json.loads((work / "data/embeddings/tiny/coverage.json").read_text())
     assert 0 < coverage["vocab_coverage"] < 1
-    for variant in ("lstm-last", "lstm-attention", "gru-last", "gru-attention"):
+    for variant in CLASSIFY_VARIANTS:
         metrics = json.loads((work / f"metrics/classify/tiny/{variant}.json").read_text())
         assert metrics["n"] == stats["counts"]["test"]
         assert metrics["accuracy"] >= 0.9, (variant, metrics)  # one cue word decides the label
@@ -74,16 +81,17 @@ def test_dvc_repro_on_tiny_data_then_nothing_to_do(tiny_project):
         summary = json.loads((work / f"models/classify/tiny/{variant}/train_summary.json").read_text())
         assert summary["mlflow"]["run_id"] and summary["history"]
     report = (work / "reports/classify/tiny.md").read_text()
-    for variant in ("lstm-last", "gru-attention"):
-        assert f"| {variant} |" in report
+    assert all(f"| {variant} |" in report for variant in CLASSIFY_VARIANTS)
     assert (work / "reports/classify/tiny.png").is_file()
 
     # Every training run is in MLflow with params, tags, per-epoch metrics and test metrics.
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{tiny_project['dir']}/mlruns.db")
-    runs = client.search_runs([client.get_experiment_by_name("rnnlab-classify-tiny").experiment_id])
-    assert len(runs) == 4
+    uri = f"sqlite:///{tiny_project['dir']}/mlruns.db"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    classify_id = client.get_experiment_by_name("rnnlab-classify-tiny").experiment_id
+    runs = client.search_runs([classify_id])
+    assert len(runs) == len(CLASSIFY_VARIANTS)
     for run in runs:
         assert run.data.tags["dataset"] == "tiny" and run.data.tags["launcher"] == "dvc"
         assert run.data.tags["family"] == "classify" and run.data.params["family"] == "classify"
@@ -92,7 +100,7 @@ def test_dvc_repro_on_tiny_data_then_nothing_to_do(tiny_project):
         assert len(client.get_metric_history(run.info.run_id, "val_acc")) >= 1
 
     _check_translation_outputs(work, client)
-    _check_predict_cli(work)
+    _check_predict_cli(work, monkeypatch, capsys)
     for family, dataset, monitor in (("classify", "tiny", "val_acc"), ("seq2seq", "tinypairs", "val_bleu")):
         _check_champion(work, tiny_project["dir"], family, dataset, monitor)
 
@@ -106,25 +114,53 @@ def test_dvc_repro_on_tiny_data_then_nothing_to_do(tiny_project):
     assert "Data and pipelines are up to date" in _check(run_cmd(["dvc", "status"], work)).stdout
     shown = _check(run_cmd(["dvc", "metrics", "show", "--json"], work))
     assert "accuracy" in shown.stdout and "bleu_beam" in shown.stdout
+    _check_experiments_under_load(work, tiny_project, client)
 
-    # A DVC experiment: only the classification stages re-run; its MLflow runs carry the experiment's name.
-    exp = _check(run_cmd(["dvc", "exp", "run", "-n", "tiny-h8", "-S", "classify.model.hidden_size=8"], work,
-                         timeout=400))
-    assert "Running stage 'classify_train@lstm-last'" in exp.stdout and "Running stage 'seq2seq_" not in exp.stdout
+
+def _check_experiments_under_load(work, tiny_project, client):
+    """Two DVC experiments on two queue workers while a Hydra multirun (two joblib workers) trains beside
+    them: only the classification stages re-run, every run is recorded and FINISHED, each experiment's best
+    model is a candidate (alias exp-<name>) and `champion` stays on the main pipeline."""
+    champion = client.get_model_version_by_alias("rnnlab-classify-tiny", "champion").run_id
+    # as a user would before queueing experiments: commit the pipeline's results (dvc.lock, metrics,
+    # reports, plots); a queued experiment starts from that commit plus the DVC cache
+    for args in (["git", "add", "-A"], ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "repro"]):
+        _check(run_cmd(args, work))
+    for name, hidden in (("tiny-h8", 8), ("tiny-h12", 12)):
+        _check(run_cmd(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"classify.model.hidden_size={hidden}"],
+                       work))
+    _check(run_cmd(["dvc", "queue", "start", "-j", "2"], work))
+    sweep = _check(run_cmd(["python", str(ROOT / "pipelines/train.py"), "-m", "hydra/launcher=joblib",
+                            "hydra.launcher.n_jobs=2", "seed=11,12", *tiny_project["overrides"], *GRID,
+                            "classify.trainer.max_epochs=2", "classify.trainer.num_threads=1"], work, timeout=600))
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        status = run_cmd(["dvc", "queue", "status"], work).stdout
+        if "Running" not in status and "Queued" not in status:
+            break
+        time.sleep(3)
+    assert status.count("Success") == 2 and "Failed" not in status, status
+    for name in ("tiny-h8", "tiny-h12"):
+        log = _check(run_cmd(["dvc", "queue", "logs", name], work)).stdout
+        assert "Running stage 'classify_train@lstm-last'" in log and "Running stage 'seq2seq_" not in log, log[-2000:]
     table = json.loads(_check(run_cmd(["dvc", "exp", "show", "--json"], work)).stdout)
-    names = [e.get("name") for base in table for e in (base.get("experiments") or [])
-             for e in [*(e.get("revs") or [])]]
-    assert "tiny-h8" in names, names
-    runs = client.search_runs([client.get_experiment_by_name("rnnlab-classify-tiny").experiment_id],
-                              "tags.dvc_experiment = 'tiny-h8'")
-    assert sorted(r.data.params["classify.model.hidden_size"] for r in runs) == ["8"] * 4
-    # the experiment's best model is a candidate (alias exp-<name>); `champion` stays on the main pipeline's
-    uri = f"sqlite:///{tiny_project['dir']}/mlruns.db"
-    registry = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    candidate = registry.get_model_version_by_alias("rnnlab-classify-tiny", "exp-tiny-h8")
-    assert candidate.run_id in {r.info.run_id for r in runs}
-    assert registry.get_model_version_by_alias("rnnlab-classify-tiny", "champion").run_id not in {
-        r.info.run_id for r in runs}
+    names = {e.get("name") for base in table for e in (base.get("experiments") or []) for e in e.get("revs") or []}
+    assert {"tiny-h8", "tiny-h12"} <= names, names
+
+    every = client.search_runs([client.get_experiment_by_name("rnnlab-classify-tiny").experiment_id])
+    assert all(r.info.status == "FINISHED" for r in every), [(r.info.run_name, r.info.status) for r in every]
+    # the pipeline's runs + 2 experiments' runs + the sweep's parent and its 2 jobs: none lost under the load
+    assert len(every) == 3 * len(CLASSIFY_VARIANTS) + 1 + 2, [r.data.tags.get("launcher") for r in every]
+    children = [r for r in every if "mlflow.parentRunId" in r.data.tags]
+    assert sorted(r.data.params["seed"] for r in children) == ["11", "12"], sweep.stderr[-2000:]
+    for name, hidden in (("tiny-h8", "8"), ("tiny-h12", "12")):
+        runs = [r for r in every if r.data.tags.get("dvc_experiment") == name]
+        assert sorted(r.data.params["classify.model.hidden_size"] for r in runs) == [hidden] * len(CLASSIFY_VARIANTS)
+        candidate = client.get_model_version_by_alias("rnnlab-classify-tiny", f"exp-{name}")
+        assert candidate.run_id in {r.info.run_id for r in runs}
+    assert client.get_model_version_by_alias("rnnlab-classify-tiny", "champion").run_id == champion
+    seq2seq = client.search_runs([client.get_experiment_by_name("rnnlab-seq2seq-tinypairs").experiment_id])
+    assert len(seq2seq) == len(TRANSLATE_VARIANTS) and not any(r.data.tags.get("dvc_experiment") for r in seq2seq)
 
 
 def _check_champion(work, root, family, dataset, monitor):
@@ -175,9 +211,25 @@ def _check_translation_outputs(work, client):
     assert all("test_bleu_beam" in r.data.metrics and "val_bleu" in r.data.metrics for r in runs)
 
 
-def _check_predict_cli(work):
+def _predict(argv, monkeypatch, capsys, stdin: bytes | None = None) -> tuple[int, str, str]:
+    """rnnlab.predict.main (what pipelines/predict.py runs) in this process: (exit code, stdout, stderr)."""
+    from rnnlab.predict import main
+
+    if stdin is not None:
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse's own usage errors
+        code = stop.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _check_predict_cli(work, monkeypatch, capsys):
     """pipelines/predict.py on the pipeline's models: a seq2seq model translates (arguments or stdin lines,
-    --beam, --heatmap), a classify model labels, and bad input of every kind is one `error:` line, exit 2."""
+    --beam, --heatmap), a classify model labels, and bad input of every kind is one `error:` line, exit 2.
+    The script runs as a process for the real uses; the error cases call its main() in this process."""
     from rnnlab.errors import DataError
     from rnnlab.tasks.seq2seq.evaluate import load_translator
 
@@ -188,20 +240,21 @@ def _check_predict_cli(work):
     piped = subprocess.run([*cli, "--model", model, "--beam", "1"], cwd=work, input="The dog has bread.\nTom sees water.\n",
                            capture_output=True, text=True, env=_env())
     assert piped.returncode == 0 and len(piped.stdout.strip().splitlines()) == 2
+    junk = run_cmd([*cli, "--model", model, "zzzq qqq"], work)  # an error as the process sees it: exit 2
+    assert junk.returncode == 2 and "vocabulary" in junk.stderr and "Traceback" not in junk.stderr, junk.stderr
+    monkeypatch.chdir(work)
     for junk, message in ((b"\x00\xff\xfe\x89PNG\r\n", "stdin is not UTF-8"), (b"", "stdin held no input"),
                           (b"\n  \n", "stdin held no input")):
-        proc = subprocess.run([*cli, "--model", model], cwd=work, input=junk, capture_output=True, env=_env())
-        err = proc.stderr.decode("utf-8", "replace")
-        assert proc.returncode == 2 and message in err and "Traceback" not in err, err
+        code, _, err = _predict(["--model", model], monkeypatch, capsys, stdin=junk)
+        assert code == 2 and message in err and "Traceback" not in err, err
     for args, message in (([""], "empty input"), (["Привет"], "outside the Latin script"),
-                          (["zzzq qqq"], "vocabulary"),
                           (["hi", "--model", "models/seq2seq/tinypairs/nope"], "does not exist"),
                           (["hi", "--beam", "0"], "--beam must be at least 1"),
                           (["a good film", "--model", "models/classify/tiny/lstm-last", "--beam", "1"],
                            "unrecognized arguments: --beam")):
         model_args = [] if "--model" in args else ["--model", model]
-        proc = run_cmd([*cli, *args, *model_args], work)
-        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        code, _, err = _predict([*args, *model_args], monkeypatch, capsys)
+        assert code == 2 and message in err and "Traceback" not in err, err
     # the seq2seq loader refuses a model of another family
     with pytest.raises(DataError, match="family 'classify'"):
         load_translator(work / "models/classify/tiny/lstm-last")
@@ -212,8 +265,8 @@ def _check_predict_cli(work):
     assert "neg " in lines[0].split("\t")[1] and "pos " in lines[0].split("\t")[1]
     assert lines[1].startswith("  attention: ") and "great:" in lines[1]
     for args, message in ((["zzzq qqq"], "vocabulary"), ([""], "empty input")):
-        proc = run_cmd([*cli, "--model", "models/classify/tiny/lstm-last", *args], work)
-        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        code, _, err = _predict(["--model", "models/classify/tiny/lstm-last", *args], monkeypatch, capsys)
+        assert code == 2 and message in err and "Traceback" not in err, err
 
 
 def test_stage_script_reports_bad_input_clearly_and_writes_nothing(tiny_project, tmp_path):

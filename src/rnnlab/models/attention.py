@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-ATTENTIONS = ("none", "additive", "dot", "general")
+from rnnlab.models.choices import ATTENTIONS
 
 
 class Attention(nn.Module):

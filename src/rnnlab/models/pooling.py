@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rnnlab.models.choices import POOLINGS
 from rnnlab.models.encoders import padding_mask
-
-POOLINGS = ("last", "mean", "max", "attention")
 
 
 class AttentionPooling(nn.Module):

@@ -1,8 +1,8 @@
 """Fault tolerance of a training run: atomic checkpoints, resume after a kill, per-epoch seeding and a
 guard against non-finite losses.
 
-A training run with a persistent checkpoint folder (the DVC stage's `checkpoints/...` output, declared
-`persist: true`) keeps there:
+A training run with a persistent checkpoint folder (the DVC stage's `checkpoint_dir=checkpoints/...`, a
+folder DVC does not manage, so it survives re-runs) keeps there:
 - `resume.ckpt`  the full trainer state at the end of the last finished epoch (weights, optimizer,
                  scheduler, loop counters, early stopping, best-checkpoint and history callbacks);
 - `best.ckpt`    the best epoch so far by the task's monitor;

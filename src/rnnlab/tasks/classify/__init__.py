@@ -9,7 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.config import CELLS, EMBEDDING_MODES, choice, int_in, number_in
-from rnnlab.models.pooling import POOLINGS
+from rnnlab.models.choices import POOLINGS
 from rnnlab.tasks.base import Built, TaskFamily
 
 

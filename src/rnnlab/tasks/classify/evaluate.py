@@ -35,7 +35,7 @@ def load_model(model_dir: Path):
 def test_loader(ids: list[list[int]], labels: list[int], batch_size: int = 256):
     """Deterministic batches in length order (each row's index kept, so results go back in place)."""
     from rnnlab.data.batching import make_loader
-    from rnnlab.tasks.classify.module import collate
+    from rnnlab.tasks.classify.model import collate
 
     return make_loader([ids, labels], collate, [len(s) for s in ids], batch_size, shuffle=False)
 

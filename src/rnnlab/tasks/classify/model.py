@@ -1,4 +1,5 @@
-"""Text classifier: embedding -> recurrent encoder -> pooling -> linear head."""
+"""Text classifier: embedding -> recurrent encoder -> pooling -> linear head, and the batches it reads
+(used by training and by evaluation, which runs without Lightning)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from rnnlab.data.batching import pad
 from rnnlab.models.encoders import RecurrentEncoder
 from rnnlab.models.pooling import AttentionPooling, pool
+
+
+def collate(items) -> dict[str, torch.Tensor]:
+    """(index, ids, label) items -> right-padded ids, lengths, labels and each row's index in its split."""
+    index, ids, labels = zip(*items)
+    return {"ids": pad(ids), "lengths": torch.tensor([len(s) for s in ids], dtype=torch.long),
+            "labels": torch.tensor(labels, dtype=torch.long), "index": torch.tensor(index, dtype=torch.long)}
 
 
 class TextClassifier(nn.Module):

@@ -9,18 +9,10 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from rnnlab.data.batching import pad
 from rnnlab.data.datamodule import SplitDataModule
-from rnnlab.tasks.classify.model import build_classifier
+from rnnlab.tasks.classify.model import build_classifier, collate
 from rnnlab.training.metrics import LabelScores, log_label_scores
 from rnnlab.training.optim import configure_optimizers
-
-
-def collate(items) -> dict[str, torch.Tensor]:
-    """(index, ids, label) items -> right-padded ids, lengths, labels and each row's index in its split."""
-    index, ids, labels = zip(*items)
-    return {"ids": pad(ids), "lengths": torch.tensor([len(s) for s in ids], dtype=torch.long),
-            "labels": torch.tensor(labels, dtype=torch.long), "index": torch.tensor(index, dtype=torch.long)}
 
 
 class ClassificationDataModule(SplitDataModule):

@@ -11,9 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.config import CELLS, EMBEDDING_MODES, choice, int_in, number_in
 from rnnlab.errors import ConfigError
-from rnnlab.models.attention import ATTENTIONS
+from rnnlab.models.choices import ATTENTIONS, OUTPUT_LAYERS, check_adaptive_cutoffs
 from rnnlab.tasks.base import Built, TaskFamily
-from rnnlab.tasks.seq2seq.model import OUTPUT_LAYERS
 
 
 class Seq2SeqFamily(TaskFamily):
@@ -43,7 +42,6 @@ class Seq2SeqFamily(TaskFamily):
 
     def validate(self, cfg: DictConfig) -> None:
         from rnnlab.config import check_group
-        from rnnlab.tasks.seq2seq.model import check_adaptive_cutoffs
 
         check_group(cfg.data, "seq2seq.data", self.data_schema)
         model = cfg.model

@@ -1,0 +1,20 @@
+"""The names and checks the model building blocks accept, in a module without torch: config validation (every
+stage, also the data stages) uses them without paying for the torch import."""
+
+from rnnlab.errors import ConfigError
+
+POOLINGS = ("last", "mean", "max", "attention")
+ATTENTIONS = ("none", "additive", "dot", "general")
+OUTPUT_LAYERS = ("full", "adaptive")  # a softmax over the whole vocabulary | an adaptive softmax
+
+
+def check_adaptive_cutoffs(cutoffs, vocab_size: int, vocab_name: str) -> list[int]:
+    """The adaptive softmax's cluster cutoffs, checked: increasing unique whole numbers in [1, vocab_size - 1].
+    Used on the config before any work (against tokenizer.target.max_vocab_size) and by the model (against
+    the vocabulary it was trained with)."""
+    cutoffs = list(cutoffs or [])
+    if (not cutoffs or not all(isinstance(c, int) and not isinstance(c, bool) for c in cutoffs)
+            or cutoffs != sorted(set(cutoffs)) or cutoffs[0] < 1 or cutoffs[-1] >= vocab_size):
+        raise ConfigError(f"model.adaptive_cutoffs={cutoffs}: give increasing, unique whole numbers between 1 and "
+                          f"{vocab_name} - 1 ({vocab_size - 1}), e.g. [2000] or [1000,3000]")
+    return [int(c) for c in cutoffs]
