@@ -18,6 +18,39 @@ ROOT = Path(__file__).resolve().parents[1]
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: trains a model, runs DVC or a subprocess pipeline, drives a browser, "
                                        "or otherwise takes more than about 2 s (`make test-fast` deselects them)")
+    config.addinivalue_line("markers", "cost(seconds): about how long the test runs in `make test` on 2 cores; "
+                                       "only orders the tests (longest first, spread over the workers), never asserted")
+
+
+def _cost(item) -> float:
+    mark = item.get_closest_marker("cost")
+    return float(mark.args[0]) if mark else 0.0
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist's worksteal the collection is cut into one contiguous chunk per worker, and a
+    worker that runs dry steals from the end of another's chunk. So the tests marked `cost` are dealt
+    longest first to the chunk with the least cost so far, each chunk starting with its long tests and
+    filled up with the rest in file order: no worker starts a several-minute test near the end."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    costly = sorted((i for i in items if _cost(i) > 0), key=_cost, reverse=True)
+    if workers < 2 or not costly:
+        return
+    rest = [i for i in items if _cost(i) == 0]
+    sizes, left = [], len(items)
+    for k in range(workers):  # worksteal's first split: len(pending) // nodes_remaining each
+        sizes.append(left // (workers - k))
+        left -= sizes[-1]
+    chunks: list[list] = [[] for _ in range(workers)]
+    for item in costly:
+        open_chunks = [k for k in range(workers) if len(chunks[k]) < sizes[k]]
+        k = min(open_chunks, key=lambda c: sum(_cost(i) for i in chunks[c]))
+        chunks[k].append(item)
+    for k in range(workers):
+        take = sizes[k] - len(chunks[k])
+        chunks[k].extend(rest[:take])
+        rest = rest[take:]
+    items[:] = [item for chunk in chunks for item in chunk]
 
 
 POSITIVE = ["good", "great", "lovely", "superb", "fun"]

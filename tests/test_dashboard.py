@@ -9,6 +9,7 @@ from conftest import ROOT, run_cmd
 from rnnlab.tracking.dashboard import browser_missing, mlflow_server, runs_page
 
 
+@pytest.mark.cost(58)
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_the_dashboard_lists_the_sweep_parent_and_its_child_runs(tiny_project, tmp_path):

@@ -32,6 +32,7 @@ def _train_cmd(params, name: str) -> list[str]:
             f"out_dir=models/{name}", f"checkpoint_dir=checkpoints/{name}"]
 
 
+@pytest.mark.cost(53)
 @pytest.mark.timeout(300)
 def test_sigkill_mid_epoch_then_the_same_command_resumes_and_matches_an_uninterrupted_run(prepared, tiny_project):
     from mlflow.tracking import MlflowClient

@@ -50,6 +50,7 @@ def _train_cmd(tiny_project, *extra):
             "classify.trainer.max_epochs=1", "classify.trainer.num_threads=1", *extra]
 
 
+@pytest.mark.cost(29)
 @pytest.mark.slow
 def test_two_runs_started_in_the_same_second_get_two_folders_and_two_models(tiny_project, prepared):
     import os
@@ -150,6 +151,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.cost(23)
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("shell", [False, True], ids=["direct child", "through a shell"])
@@ -301,6 +303,7 @@ def test_single_class_training_data_is_refused_by_the_download_stage(tiny_projec
     assert not (tiny_project["dir"] / "data/raw/tiny").exists()
 
 
+@pytest.mark.cost(15)
 @pytest.mark.slow
 def test_an_sqlite_lock_held_for_seconds_is_waited_out(prepared, monkeypatch):
     """Another program holds mlruns.db exclusively for 6 s at the start and again mid-training: the calls

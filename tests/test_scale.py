@@ -22,6 +22,7 @@ def _run(work, overrides, tag):
     return proc, summary
 
 
+@pytest.mark.cost(70)
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_ddp_on_two_cpu_processes_matches_one_process_with_one_run_and_one_folder(tiny_project):
@@ -67,6 +68,7 @@ def test_the_slurm_launcher_config_composes_from_the_trainer_settings():
     assert launcher.partition == "gpu" and launcher.timeout_min == 240
 
 
+@pytest.mark.cost(35)
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_a_sweep_on_the_submitit_local_launcher_records_every_job(tiny_project):

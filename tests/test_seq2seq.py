@@ -144,6 +144,7 @@ def _pad(seqs):
     return out
 
 
+@pytest.mark.cost(12)
 @pytest.mark.slow
 @pytest.mark.parametrize("attention,max_len,steps", [("additive", 7, 500), ("dot", 7, 500), ("general", 7, 500),
                                                      ("none", 5, 800)])
