@@ -36,7 +36,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnlab.errors import ConfigError
 from rnnlab.models.attention import Attention
 from rnnlab.models.choices import ATTENTIONS, OUTPUT_LAYERS, check_adaptive_cutoffs
 from rnnlab.models.encoders import RNN_CLASSES, RecurrentEncoder, padding_mask
