@@ -36,12 +36,19 @@ def test_train_writes_a_complete_model_folder_and_evaluate_scores_it(prepared):
     assert set(details["per_class"]) == {"neg", "pos"}
 
 
-def test_the_mlflow_run_has_config_system_info_throughput_and_a_loadable_model(prepared):
+def test_the_mlflow_run_has_config_system_info_throughput_and_a_loadable_model(prepared, capfd):
+    import warnings
+
     import mlflow
     from mlflow.tracking import MlflowClient
 
     cfg, work = prepared
-    summary = train(cfg, work / "model", ["unit-test"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = train(cfg, work / "model", ["unit-test"])
+    # logging the model adds no noise: no per-file progress bar, no MLflow advice about type hints
+    assert "Downloading artifacts" not in capfd.readouterr().err
+    assert not [w for w in caught if "type hint" in str(w.message)], [str(w.message) for w in caught]
     assert all(row["train_tokens_per_second"] > 0 for row in summary["history"])
     run_info = summary["mlflow"]
     client = MlflowClient(tracking_uri=run_info["tracking_uri"])
@@ -74,7 +81,10 @@ def test_the_mlflow_run_has_config_system_info_throughput_and_a_loadable_model(p
     flavor = Model.load(local).flavors["python_function"]
     assert flavor.get("model_code_path", "").endswith("pyfunc_model.py") and "python_model" not in flavor
     assert not [p for p in (work / "downloaded").rglob("*") if p.suffix in (".pkl", ".pickle")]
-    logged = mlflow.pyfunc.load_model(run_info["model_uri"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        logged = mlflow.pyfunc.load_model(run_info["model_uri"])
+    assert not [w for w in caught if "type hint" in str(w.message)], [str(w.message) for w in caught]
     family = model_family(work / "model")
     parser = argparse.ArgumentParser()
     family.add_predict_arguments(parser)

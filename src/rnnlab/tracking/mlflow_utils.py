@@ -180,6 +180,9 @@ def log_model_folder(tracking_uri: str, run_id: str, model_dir: Path, name: str 
     import mlflow
     import torch
 
+    # Logging copies the folder and reads the model back: MLflow draws a per-file progress bar for that copy
+    # into every training's log unless told not to (a user who sets the variable keeps their choice).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(tracking_uri)
     with mlflow.start_run(run_id=run_id):
         logged = mlflow.pyfunc.log_model(
