@@ -29,14 +29,14 @@ repro: params
 repro-%: params
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro $*_report
 
-# Debian's Chromium + ChromeDriver for the dashboard test (tests/test_dashboard.py). Installed when missing
+# Debian's Chromium + ChromeDriver for the dashboard check (tests/test_pipeline.py, the multirun test). Installed when missing
 # and apt-get can run as root; otherwise a warning, and the test skips (it fails under CI=true instead).
 browser:
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing Debian chromium + chromium-driver (dashboard test)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
-	else echo "warning: chromium/chromedriver missing and apt-get needs root: the dashboard test will be skipped"; fi
+	else echo "warning: chromium/chromedriver missing and apt-get needs root: the dashboard part of the multirun test will be skipped"; fi
 
 # Two test workers, one torch thread each: the two cores run two tests instead of oversubscribing.
 test: $(STAMP) browser

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -123,9 +124,25 @@ def write_tiny_glove(folder: Path, dim: int = 8) -> tuple[Path, Path]:
     return vec_path, words_path
 
 
+@pytest.fixture(scope="session")
+def empty_mlflow_store(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite store, made once per test process. MLflow builds a new store by running its
+    whole schema-migration history (about 1.5 s of every training test otherwise); a copy of this file is
+    the same empty store. The creation of a new store itself (under a lock, by racing processes) is tested
+    by test_hardening.py's same-second runs, which start without one."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlruns.db"
+    uri = f"sqlite:///{path}"
+    MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
+    return path
+
+
 @pytest.fixture
-def tiny_project(tmp_path: Path) -> dict:
-    """A tiny local data set + fake GloVe, and the Hydra overrides that point the project at them."""
+def tiny_project(tmp_path: Path, empty_mlflow_store: Path) -> dict:
+    """A tiny local data set + fake GloVe, an empty MLflow store, and the Hydra overrides that point the
+    project at them."""
+    shutil.copyfile(empty_mlflow_store, tmp_path / "mlruns.db")
     texts, labels = make_texts(240)
     train_csv = tmp_path / "inputs" / "reviews.csv"
     train_csv.parent.mkdir()

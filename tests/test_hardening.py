@@ -59,6 +59,7 @@ def test_two_runs_started_in_the_same_second_get_two_folders_and_two_models(tiny
     from conftest import ROOT
 
     work = tiny_project["dir"]  # its data stages ran (`prepared`): the two runs only train
+    (work / "mlruns.db").unlink()  # both create the tracking store at once (MLflow's schema set-up once raced)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     first = _train_cmd(tiny_project, "classify.model.cell=gru")
     second = _train_cmd(tiny_project, "classify.model.cell=rnn")

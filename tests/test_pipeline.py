@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -297,9 +298,17 @@ def test_stage_script_reports_bad_input_clearly_and_writes_nothing(tiny_project,
     assert not (work / "models").exists()
 
 
-@pytest.mark.cost(23)
-@pytest.mark.timeout(300)
-def test_hydra_multirun_creates_one_run_and_folder_per_job(tiny_project):
+@pytest.mark.cost(45)
+@pytest.mark.timeout(400)
+def test_hydra_multirun_creates_one_run_and_folder_per_job_and_the_dashboard_shows_them(tiny_project, tmp_path):
+    """A multirun of two jobs: one folder and one MLflow child run per job under one parent run; then the MLflow
+    dashboard as a person sees it (`mlflow server` on 127.0.0.1, headless Chromium): the sweep's parent run,
+    and expanding it shows both jobs."""
+    from rnnlab.tracking.dashboard import browser_missing
+
+    problem = browser_missing()
+    if problem and os.environ.get("CI"):
+        pytest.fail(f"CI must run the dashboard check: {problem}")
     work = tiny_project["dir"]
     proc = _check(run_cmd(["python", str(ROOT / "pipelines/train.py"), "-m", "classify.model.cell=lstm,gru",
                            *tiny_project["overrides"]], work))
@@ -327,6 +336,23 @@ def test_hydra_multirun_creates_one_run_and_folder_per_job(tiny_project):
     proc = run_cmd(["python", str(ROOT / "pipelines/train.py"), "classify.data.split.seed=7",
                     *tiny_project["overrides"]], work)
     assert proc.returncode == 2 and "different data configuration" in proc.stderr
+
+    if problem:  # everything above was checked; only the browser part cannot run here
+        pytest.skip(f"dashboard part: {problem}")
+    _check_dashboard(f"sqlite:///{work}/mlruns.db", parents[0], runs, tmp_path / "dashboard.png")
+
+
+def _check_dashboard(uri, parent, children, shot):
+    from rnnlab.tracking.dashboard import mlflow_server, runs_page
+
+    names = sorted(r.info.run_name for r in children)
+    assert names == ["tiny/gru-attention/seed42", "tiny/lstm-attention/seed42"]
+    with mlflow_server(uri) as url:
+        assert url.startswith("http://127.0.0.1:")
+        body = runs_page(url, parent.info.experiment_id, expand=[parent.info.run_name],
+                         expect=[parent.info.run_name, *names], screenshot=shot)
+    assert all(name in body for name in names)
+    assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
 
 
 def _sweep_runs(work, experiment="rnnlab-classify-tiny"):
