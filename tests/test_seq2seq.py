@@ -229,3 +229,75 @@ def test_foreign_letters_are_those_outside_the_source_script():
     assert foreign_letters("Привет, Tom!", "LATIN") == list("Привет")
     assert foreign_letters("Él está aquí, ¿no?", "LATIN") == []  # accented Latin letters and punctuation pass
     assert foreign_letters("Привет", None) == []  # no script configured: any letters
+
+
+# ---- attention diagnostics, decoder initial state, forget-gate bias ------------------------------------------
+
+def test_attention_entropy_is_one_for_uniform_zero_for_one_hot_and_skips_padding_and_one_word_sources():
+    from rnnlab.tasks.seq2seq.module import attention_entropy
+
+    weights = torch.zeros(3, 2, 4)
+    weights[0, 0, :4] = 0.25  # uniform over a 4-word source
+    weights[0, 1, 2] = 1.0  # all on one word
+    weights[1, :, :3] = 1 / 3  # uniform over 3 words; its second step is padding
+    weights[2, :, 0] = 1.0  # a one-word source: no choice to measure
+    lengths = torch.tensor([4, 3, 1])
+    target_mask = torch.tensor([[True, True], [True, False], [True, True]])
+    values = attention_entropy(weights, lengths, target_mask)
+    assert values.tolist() == pytest.approx([1.0, 0.0, 1.0], abs=1e-6)
+
+
+def test_gradient_share_is_the_norm_ratio_of_the_gradients():
+    from rnnlab.tasks.seq2seq.module import gradient_share
+
+    a, b, c = (torch.zeros(2, requires_grad=True) for _ in range(3))
+    a.grad, b.grad = torch.tensor([3.0, 0.0]), torch.tensor([0.0, 4.0])  # c has no gradient
+    assert float(gradient_share([a], [a, b, c])) == pytest.approx(3 / 5)
+    assert float(gradient_share([c], [a, b, c])) == 0.0
+    assert float(gradient_share([a, b], [a, b, c])) == pytest.approx(1.0)
+
+
+def test_attention_weights_of_the_teacher_forced_pass_match_the_decoding_steps():
+    """attention_weights() (diagnostics) gives each step's distribution as step-by-step decoding computes it,
+    also with input feeding."""
+    for feeding in (False, True):
+        model = _model("lstm", "general", input_feeding=feeding)
+        src, lengths = _batch([5, 3])
+        tgt = torch.randint(4, 20, (2, 4), generator=torch.Generator().manual_seed(1))
+        weights = model.attention_weights(src, lengths, tgt)
+        memory, state = model.encode(src, lengths)
+        feed = model.initial_feed(2, src.device)
+        for t in range(tgt.size(1)):
+            _, state, step, feed = model.decode_step(tgt[:, t], state, memory, feed)
+            assert torch.allclose(weights[:, t], step, atol=1e-6)
+        assert torch.all(weights[1, :, 3:] == 0)  # padding of the shorter source
+    with pytest.raises(ValueError, match="no attention"):
+        _model("gru", "none").attention_weights(src, lengths, tgt)
+
+
+def test_a_zeros_bridge_starts_the_decoder_from_zeros_and_needs_a_path_from_the_source():
+    for cell in ("lstm", "gru"):
+        model = Seq2Seq(20, 20, cell, src_embedding_dim=8, tgt_embedding_dim=8, hidden_size=16, dropout=0.0,
+                        attention="additive", bridge="zeros").eval()
+        assert not hasattr(model, "bridge")
+        _, state = model.encode(*_batch([5, 3]))
+        for part in state if isinstance(state, tuple) else (state,):
+            assert part.shape == (1, 2, 16) and not part.any()
+    with pytest.raises(ValueError, match="no path from the source"):
+        Seq2Seq(20, 20, "gru", attention="none", context_every_step=False, bridge="zeros")
+    with pytest.raises(ValueError, match="bridge='nope'"):
+        Seq2Seq(20, 20, "gru", bridge="nope")
+
+
+def test_forget_bias_sets_every_lstm_forget_gate_and_leaves_other_cells_alone():
+    model = Seq2Seq(20, 20, "lstm", src_embedding_dim=8, tgt_embedding_dim=8, hidden_size=16, forget_bias=1.0)
+    lstms = [m for m in model.modules() if isinstance(m, torch.nn.LSTM)]
+    assert len(lstms) == 3  # two encoder directions and the decoder
+    for lstm in lstms:
+        total = lstm.bias_ih_l0 + lstm.bias_hh_l0  # gates: input, forget, cell, output
+        assert torch.all(total[16:32] == 1.0) and not torch.all(total[:16] == 1.0)
+    torch.manual_seed(0)
+    plain = Seq2Seq(20, 20, "gru", src_embedding_dim=8, tgt_embedding_dim=8, hidden_size=16)
+    torch.manual_seed(0)
+    biased = Seq2Seq(20, 20, "gru", src_embedding_dim=8, tgt_embedding_dim=8, hidden_size=16, forget_bias=1.0)
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), biased.state_dict().values()))

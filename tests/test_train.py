@@ -205,6 +205,8 @@ def test_translation_with_bpe_input_feeding_and_teacher_forcing_schedule(tiny_pr
     summary = train(cfg, tiny_project["dir"] / "mt", [])
     assert [row["teacher_forcing"] for row in summary["history"]] == [1.0, 0.5]
     assert {"val_bleu", "val_loss", "train_loss"} <= set(summary["history"][-1])
+    # what the attention does, epoch by epoch: the share of the gradient reaching it, its peakedness
+    assert all(0 < row["attn_grad_share"] < 1 and 0 <= row["val_attn_entropy"] <= 1 for row in summary["history"])
     names = sorted(p.name for p in (tiny_project["dir"] / "mt").iterdir())
     assert names == ["config.yaml", "model.json", "model.pt", "source_tokenizer.json", "target_tokenizer.json",
                      "train_summary.json"]

@@ -5,6 +5,7 @@ from rnnlab.errors import ConfigError
 
 POOLINGS = ("last", "mean", "max", "attention")
 ATTENTIONS = ("none", "additive", "dot", "general")
+BRIDGES = ("learned", "zeros")  # the decoder's initial state: tanh(W [encoder final state]) | zeros
 OUTPUT_LAYERS = ("full", "adaptive")  # a softmax over the whole vocabulary | an adaptive softmax
 
 

@@ -32,6 +32,19 @@ def padding_mask(lengths: torch.Tensor, time: int) -> torch.Tensor:
     return torch.arange(time, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
 
 
+def set_forget_bias(module: nn.Module, value: float) -> None:
+    """Initialise the forget gate of every nn.LSTM in `module` so that sigmoid(b_ih + b_hh) starts at
+    sigmoid(value) (Jozefowicz et al. 2015 recommend 1.0: the cell keeps its memory at the start of
+    training). PyTorch orders an LSTM's gate biases input, forget, cell, output; b_ih takes the value and
+    b_hh's forget part is zeroed, so their sum is exactly `value`. Other cells have no forget gate."""
+    with torch.no_grad():
+        for lstm in (m for m in module.modules() if isinstance(m, nn.LSTM)):
+            for name, bias in lstm.named_parameters():
+                if name.startswith("bias_"):
+                    size = bias.size(0) // 4
+                    bias[size:2 * size] = value if name.startswith("bias_ih") else 0.0
+
+
 class RecurrentEncoder(nn.Module):
     """Stacked (optionally bidirectional, optionally residual) recurrent encoder.
 

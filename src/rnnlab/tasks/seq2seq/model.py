@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnlab.models.attention import Attention
-from rnnlab.models.choices import ATTENTIONS, OUTPUT_LAYERS, check_adaptive_cutoffs
-from rnnlab.models.encoders import RNN_CLASSES, RecurrentEncoder, padding_mask
+from rnnlab.models.choices import ATTENTIONS, BRIDGES, OUTPUT_LAYERS, check_adaptive_cutoffs
+from rnnlab.models.encoders import RNN_CLASSES, RecurrentEncoder, padding_mask, set_forget_bias
 
 PAD_ID = 0
 
@@ -72,7 +72,8 @@ class Seq2Seq(nn.Module):
                  dropout: float = 0.2, attention: str = "additive", input_feeding: bool = False,
                  src_embeddings: np.ndarray | None = None, embedding_mode: str = "finetune",
                  context_every_step: bool = True, output_layer: str = "full",
-                 adaptive_cutoffs: tuple[int, ...] = (2000,)):
+                 adaptive_cutoffs: tuple[int, ...] = (2000,), bridge: str = "learned",
+                 forget_bias: float | None = None):
         super().__init__()
         if attention not in ATTENTIONS:
             raise ValueError(f"attention={attention!r}; allowed: {', '.join(ATTENTIONS)}")
@@ -80,6 +81,11 @@ class Seq2Seq(nn.Module):
             raise ValueError(f"output_layer={output_layer!r}; allowed: {', '.join(OUTPUT_LAYERS)}")
         if input_feeding and attention == "none":
             raise ValueError("input_feeding needs attention (it feeds the attentional vector)")
+        if bridge not in BRIDGES:
+            raise ValueError(f"bridge={bridge!r}; allowed: {', '.join(BRIDGES)}")
+        if bridge == "zeros" and attention == "none" and not context_every_step:
+            raise ValueError("bridge=zeros without attention or context_every_step leaves no path from the source")
+        self.bridge_kind = bridge
         self.cell, self.attention_kind, self.input_feeding = cell, attention, input_feeding
         self.context_every_step = context_every_step and attention == "none"
         self.hidden_size, self.decoder_layers = hidden_size, decoder_layers
@@ -91,7 +97,9 @@ class Seq2Seq(nn.Module):
                                         bidirectional, dropout)
         enc_size = self.encoder.output_size
         states = 2 if cell == "lstm" else 1  # LSTM: hidden and cell state
-        self.bridge = nn.Linear(enc_size, decoder_layers * hidden_size * states)
+        self.states = states
+        if bridge == "learned":
+            self.bridge = nn.Linear(enc_size, decoder_layers * hidden_size * states)
         self.tgt_embedding = nn.Embedding(tgt_vocab_size, tgt_embedding_dim, padding_idx=PAD_ID)
         decoder_input = tgt_embedding_dim + (hidden_size if input_feeding else 0)
         decoder_input += enc_size if self.context_every_step else 0
@@ -108,6 +116,8 @@ class Seq2Seq(nn.Module):
             self.output = nn.AdaptiveLogSoftmaxWithLoss(hidden_size, tgt_vocab_size, cutoffs, div_value=4.0)
         else:
             self.output = nn.Linear(hidden_size, tgt_vocab_size)
+        if forget_bias is not None:
+            set_forget_bias(self, float(forget_bias))
 
     # ---- encoder ---------------------------------------------------------------------------
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor):
@@ -115,8 +125,11 @@ class Seq2Seq(nn.Module):
         embedded = self.dropout(self.src_embedding(src))  # (batch, src_len, emb)
         outputs = self.encoder(embedded, src_lengths)  # (batch, src_len, enc_size), 0 at padding
         summary = self.encoder.last_state(outputs, src_lengths)  # (batch, enc_size)
-        bridged = torch.tanh(self.bridge(summary))  # (batch, layers * hidden * states)
         batch = src.size(0)
+        if self.bridge_kind == "learned":
+            bridged = torch.tanh(self.bridge(summary))  # (batch, layers * hidden * states)
+        else:  # zeros: the decoder starts knowing nothing of the source, which it reads by attention
+            bridged = summary.new_zeros(batch, self.states * self.decoder_layers * self.hidden_size)
         parts = bridged.view(batch, -1, self.decoder_layers, self.hidden_size)  # (batch, states, layers, hidden)
         parts = parts.permute(1, 2, 0, 3).contiguous()  # (states, layers, batch, hidden)
         state = (parts[0], parts[1]) if self.cell == "lstm" else parts[0]
@@ -191,6 +204,23 @@ class Seq2Seq(nn.Module):
         attentional, _ = self._attend(out, memory)
         return self.dropout(attentional)
 
+    @torch.no_grad()
+    def attention_weights(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """The attention weights (batch, tgt_len, src_len) of a teacher-forced pass (the reference fed at every
+        step), for diagnostics; the model must have attention."""
+        if self.attention_kind == "none":
+            raise ValueError("attention_weights: this model has no attention")
+        memory, state = self.encode(src, src_lengths)
+        x = self.tgt_embedding(tgt_in)
+        if self.input_feeding:  # step by step, as the model reads its own attentional vectors
+            feed, rows = self.initial_feed(src.size(0), src.device), []
+            for t in range(tgt_in.size(1)):
+                _, state, weights, feed = self.decode_step(tgt_in[:, t], state, memory, feed)
+                rows.append(weights)
+            return torch.stack(rows, dim=1)
+        out, _ = self.decoder(x, state)
+        return self._attend(out, memory)[1]
+
     def loss(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor,
              teacher_forcing: float = 1.0, label_smoothing: float = 0.0) -> torch.Tensor:
         """Mean cross-entropy over the real (non-padding) target tokens `y1 .. yn <eos>`."""
@@ -216,4 +246,5 @@ def build_seq2seq(model_cfg: dict, src_vocab_size: int, tgt_vocab_size: int, src
         context_every_step=bool(model_cfg.get("context_every_step", True)),
         output_layer=model_cfg.get("output_layer", "full"),
         adaptive_cutoffs=tuple(model_cfg.get("adaptive_cutoffs", (2000,))),
+        bridge=model_cfg.get("bridge", "learned"), forget_bias=model_cfg.get("forget_bias"),
     )

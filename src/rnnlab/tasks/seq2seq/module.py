@@ -51,6 +51,27 @@ class PairDataModule(SplitDataModule):
         return [len(s) + len(t) / 1000.0 for s, t in zip(source_ids, target_ids)]
 
 
+def attention_entropy(weights: torch.Tensor, src_lengths: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+    """Normalised entropy of each attention distribution, H(w) / log(source length), over the real target steps
+    of sources longer than one token: 1.0 is uniform attention (the decoder reads nothing in particular),
+    0.0 is all weight on one source token. weights (batch, tgt_len, src_len), 0 on padding; src_lengths
+    (batch,); target_mask (batch, tgt_len) True at real target steps. Returns (steps,) values."""
+    plogp = torch.where(weights > 0, weights * weights.clamp_min(1e-12).log(), torch.zeros_like(weights))
+    entropy = -plogp.sum(-1)  # (batch, tgt_len)
+    scale = src_lengths.float().clamp_min(2).log().unsqueeze(1)  # (batch, 1)
+    keep = target_mask & (src_lengths > 1).unsqueeze(1)
+    return (entropy / scale)[keep]
+
+
+def gradient_share(part: list[torch.Tensor], every: list[torch.Tensor]) -> torch.Tensor:
+    """||grad of `part`|| / ||grad of `every`|| (L2 over all their elements), 0 when nothing has a gradient."""
+    def norm(params):
+        grads = [p.grad for p in params if p.grad is not None]
+        return torch.stack(torch._foreach_norm(grads)).norm() if grads else torch.zeros(())
+
+    return norm(part) / norm(every).clamp_min(1e-12)  # no host sync: this runs at every step
+
+
 def teacher_forcing_ratio(model_cfg: dict, epoch: int, max_epochs: int) -> float:
     """Constant `teacher_forcing`, or a linear schedule to `teacher_forcing_final` at the last epoch."""
     start, final = float(model_cfg["teacher_forcing"]), model_cfg.get("teacher_forcing_final")
@@ -67,6 +88,15 @@ class Seq2SeqModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["embeddings", "target_tokenizer", "val_keys", "val_references"])
         self.model = build_seq2seq(model_cfg, src_vocab_size, tgt_vocab_size, embeddings)
         self.metrics = nn.ModuleDict({f"{split}_loss": torchmetrics.MeanMetric() for split in ("train", "val")})
+        # What the attention does, epoch by epoch: how much of the gradient reaches its parameters, and how
+        # peaked its distributions are on the validation pairs (docs/families/seq2seq.md, "Diagnostics")
+        self.watch_attention = self.model.attention_kind != "none"
+        if self.watch_attention:
+            self.metrics["attn_grad_share"] = torchmetrics.MeanMetric()
+            self.metrics["val_attn_entropy"] = torchmetrics.MeanMetric()
+            self._attention_params = list(self.model.attention.parameters())
+            self._trainable_params = [p for p in self.model.parameters() if p.requires_grad]
+            self._batch_idx = 0
         self.target_tokenizer = target_tokenizer
         self.val_keys, self.val_references = val_keys, val_references
         self._val_hypotheses: dict[str, str] = {}
@@ -84,13 +114,24 @@ class Seq2SeqModule(pl.LightningModule):
         ratio = teacher_forcing_ratio(self.hparams.model_cfg, self.current_epoch, self.trainer.max_epochs)
         loss = self._loss(batch, ratio)
         epoch_metric(self, "train_loss", batch_idx, loss.detach(), weight=batch["ids"].size(0))
+        self._batch_idx = batch_idx
         if batch_idx == 0:  # constant within an epoch
             self.log("teacher_forcing", ratio, on_step=False, on_epoch=True)
         return loss
 
+    def on_after_backward(self) -> None:
+        """Before gradient clipping: the share of the gradient's norm that reaches the attention parameters."""
+        if self.watch_attention:
+            share = gradient_share(self._attention_params, self._trainable_params)
+            epoch_metric(self, "attn_grad_share", self._batch_idx, share)
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         # The loss is teacher-forced (a perplexity); BLEU below decodes without the reference.
         epoch_metric(self, "val_loss", batch_idx, self._loss(batch, 1.0), weight=batch["ids"].size(0))
+        if self.watch_attention:
+            weights = self.model.attention_weights(batch["ids"], batch["lengths"], batch["tgt_in"])
+            epoch_metric(self, "val_attn_entropy", batch_idx,
+                         attention_entropy(weights, batch["lengths"], batch["tgt_out"] != 0))
         if self.target_tokenizer is None or self.val_keys is None:
             return
         from rnnlab.data.tokenizer import detokenize
