@@ -301,3 +301,46 @@ def test_forget_bias_sets_every_lstm_forget_gate_and_leaves_other_cells_alone():
     torch.manual_seed(0)
     biased = Seq2Seq(20, 20, "gru", src_embedding_dim=8, tgt_embedding_dim=8, hidden_size=16, forget_bias=1.0)
     assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), biased.state_dict().values()))
+
+
+# ---- <unk> in what a reader sees ------------------------------------------------------------------------------
+
+def test_unknown_replacement_copies_the_argmax_attention_source_word_as_written():
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from rnnlab.data.tokenizer import UNK_ID, build_tokenizer, detokenize
+    from rnnlab.tasks.seq2seq.evaluate import source_words, unknown_replacements
+
+    cfg = OmegaConf.create({"kind": "word", "lowercase": True, "unicode_normalization": "nfkc",
+                            "split_punctuation": True, "min_frequency": 1, "max_vocab_size": 100})
+    source = build_tokenizer(cfg, ["tom likes tea ."], sequence_specials=False)
+    target = build_tokenizer(cfg.copy(), ["a tom le gusta el té ."], sequence_specials=True)
+    translator = SimpleNamespace(source_tokenizer=source)
+    words = source_words(translator, "Zoë likes Earl-Grey.")  # lower-cased and split by the tokenizer
+    assert words == ["Zoë", "likes", "Earl", "-", "Grey", "."]
+    output = [target.token_to_id("a"), UNK_ID, target.token_to_id("le"), UNK_ID, target.token_to_id(".")]
+    attention = torch.zeros(6, 6)  # (output steps incl. <eos>, source tokens), hand-built
+    attention[1, 0] = 0.9  # the first <unk> looks at "Zoë"
+    attention[1, 2] = 0.1
+    attention[3, 4] = 0.6  # the second at "Grey"
+    attention[3, 2] = 0.4
+    swaps = unknown_replacements(output, attention, words)
+    assert swaps == {1: "Zoë", 3: "Grey"}
+    assert detokenize(target, output, swaps) == "a Zoë le Grey."
+    assert detokenize(target, output) == "a <unk> le <unk>."
+
+
+def test_a_banned_token_is_never_decoded_even_when_it_is_the_most_likely():
+    from rnnlab.data.tokenizer import UNK_ID
+
+    model = _model("gru", "additive")
+    with torch.no_grad():
+        model.output.bias[UNK_ID] = 100.0  # <unk> wins every step
+    src, lengths = _batch([5, 3, 4])
+    plain = greedy_decode(model, src, lengths, bos=2, eos=3, max_length=6)
+    assert all(t == UNK_ID for seq in plain.tokens for t in seq) and plain.tokens[0]
+    for decoded in (greedy_decode(model, src, lengths, bos=2, eos=3, max_length=6, banned=UNK_ID),
+                    beam_search(model, src, lengths, bos=2, eos=3, beam=3, max_length=6, banned=UNK_ID)):
+        assert all(UNK_ID not in seq for seq in decoded.tokens) and all(decoded.tokens)

@@ -66,12 +66,25 @@ _NO_SPACE_BEFORE = re.compile(r" ([.,!?;:%)\]}»…]|\.\.\.)")
 _NO_SPACE_AFTER = re.compile(r"([¿¡(\[{«]) ")
 
 
-def detokenize(tokenizer: Tokenizer, ids: list[int]) -> str:
+def detokenize(tokenizer: Tokenizer, ids: list[int], replacements: dict[int, str] | None = None) -> str:
     """Text from ids without specials. BPE decodes exactly; word level joins words and re-attaches
-    punctuation (no space before . , ! ? ; : and after ¿ ¡ and opening brackets)."""
+    punctuation (no space before . , ! ? ; : and after ¿ ¡ and opening brackets). `replacements` maps
+    positions in `ids` (of `<unk>` tokens) to the words written in their place."""
+    replacements = replacements or {}
     if isinstance(tokenizer.decoder, decoders.Metaspace):
-        return tokenizer.decode(ids, skip_special_tokens=True).strip()
-    words = [tokenizer.id_to_token(i) for i in ids if i > EOS_ID or i == UNK_ID]
+        if not replacements:
+            return tokenizer.decode(ids, skip_special_tokens=True).strip()
+        parts, run = [], []  # the pieces between replaced tokens decode as usual; a replacement is a word
+        for pos, i in enumerate(ids):
+            if pos in replacements:
+                parts += [tokenizer.decode(run, skip_special_tokens=True), replacements[pos]]
+                run = []
+            else:
+                run.append(i)
+        parts.append(tokenizer.decode(run, skip_special_tokens=True))
+        return " ".join(p.strip() for p in parts if p.strip())
+    words = [replacements.get(pos, tokenizer.id_to_token(i)) for pos, i in enumerate(ids)
+             if i > EOS_ID or i == UNK_ID]
     text = " ".join(w for w in words if w is not None)
     text = _NO_SPACE_BEFORE.sub(r"\1", text)
     text = _NO_SPACE_AFTER.sub(r"\1", text)

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.config import CELLS, EMBEDDING_MODES, choice, int_in, number_in
 from rnnlab.errors import ConfigError
-from rnnlab.models.choices import ATTENTIONS, BRIDGES, OUTPUT_LAYERS, check_adaptive_cutoffs
+from rnnlab.models.choices import ATTENTIONS, BRIDGES, OUTPUT_LAYERS, UNKNOWN_POLICIES, check_adaptive_cutoffs
 from rnnlab.tasks.base import Built, TaskFamily
 
 
@@ -35,7 +35,7 @@ class Seq2SeqFamily(TaskFamily):
         "label_smoothing": number_in(0.0, 0.9),
         "decoding.beam": int_in(1, 256), "decoding.length_penalty": number_in(0.0, 10.0),
         "decoding.max_length": int_in(1, 10000), "decoding.max_len_a": number_in(0.0, 100.0),
-        "decoding.max_len_b": int_in(0, 10000),
+        "decoding.max_len_b": int_in(0, 10000), "decoding.unknown": choice(*UNKNOWN_POLICIES),
     }
     data_schema = {"max_source_words": int_in(1, 10**6, optional=True),
                    "max_train_pairs": int_in(1, 10**9, optional=True),
@@ -108,13 +108,15 @@ class Seq2SeqFamily(TaskFamily):
     def add_predict_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--beam", type=int, default=None, help="beam size (1 = greedy; default: the model's)")
         parser.add_argument("--heatmap", type=Path, default=None, help="write the attention heatmap of one input")
+        parser.add_argument("--unknown", choices=UNKNOWN_POLICIES, default=None,
+                            help="<unk> in the output: keep it, forbid it in decoding, or copy the most-attended "
+                                 "source word (default: the model's decoding.unknown)")
 
     def predict(self, model_dir: Path, inputs: list[str], args: argparse.Namespace) -> list[str]:
         import sys
 
-        from rnnlab.data.tokenizer import detokenize
         from rnnlab.errors import DataError
-        from rnnlab.tasks.seq2seq.evaluate import heatmap_for, load_translator, prepare_input, translate_ids
+        from rnnlab.tasks.seq2seq.evaluate import heatmap_for, load_translator, prepare_input, translate
 
         if args.heatmap is not None:  # checked before any work
             if not args.heatmap.parent.is_dir():  # never creates folders: a typo would scatter files
@@ -136,11 +138,12 @@ class Seq2SeqFamily(TaskFamily):
             if warning:
                 print(f"warning: {warning}", file=sys.stderr)
             source_ids.append(ids)
-        outputs, attention = translate_ids(translator, source_ids, beam, return_attention=args.heatmap is not None)
+        texts, outputs, attention = translate(translator, inputs, source_ids, beam, getattr(args, "unknown", None),
+                                              return_attention=args.heatmap is not None)
         if args.heatmap is not None:
             heatmap_for(translator, source_ids[0], outputs[0], attention[0], inputs[0], args.heatmap)
             print(f"attention heatmap: {args.heatmap}", file=sys.stderr)
-        return [detokenize(translator.target_tokenizer, ids) for ids in outputs]
+        return texts
 
 
 FAMILY = Seq2SeqFamily()

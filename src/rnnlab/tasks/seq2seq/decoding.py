@@ -39,6 +39,15 @@ def _restrict(logp: torch.Tensor, rows: torch.Tensor, eos: int) -> torch.Tensor:
     return logp
 
 
+def _ban(logp: torch.Tensor, banned: int | None) -> torch.Tensor:
+    """No hypothesis may emit token `banned` (e.g. `<unk>`): its log-probability becomes -inf."""
+    if banned is None:
+        return logp
+    logp = logp.clone()
+    logp[:, banned] = float("-inf")
+    return logp
+
+
 def _trim(seq: list[int], eos: int) -> list[int]:
     return seq[: seq.index(eos)] if eos in seq else seq
 
@@ -46,8 +55,8 @@ def _trim(seq: list[int], eos: int) -> list[int]:
 @torch.no_grad()
 def greedy_decode(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, bos: int, eos: int,
                   max_length: int = 50, max_len_a: float = 2.0, max_len_b: int = 10,
-                  return_attention: bool = False) -> Decoded:
-    """The most likely token at every step, for the whole batch at once."""
+                  return_attention: bool = False, banned: int | None = None) -> Decoded:
+    """The most likely token at every step, for the whole batch at once (never `banned` when given)."""
     was_training = model.training
     model.eval()
     batch, device = src.size(0), src.device
@@ -61,7 +70,7 @@ def greedy_decode(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, 
     outputs, weights_seq = [], []
     for _ in range(int(limits.max()) + 1):
         logits, state, weights, feed = model.decode_step(tokens, state, memory, feed)
-        logp = _restrict(torch.log_softmax(logits.float(), dim=-1), finished | (lengths >= limits), eos)
+        logp = _restrict(_ban(torch.log_softmax(logits.float(), dim=-1), banned), finished | (lengths >= limits), eos)
         best, tokens = logp.max(dim=-1)  # (batch,)
         scores += best
         lengths += (~finished).long()
@@ -83,8 +92,8 @@ def greedy_decode(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, 
 @torch.no_grad()
 def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, bos: int, eos: int,
                 beam: int = 5, max_length: int = 50, max_len_a: float = 2.0, max_len_b: int = 10,
-                length_penalty: float = 0.6, return_attention: bool = False) -> Decoded:
-    """Batched beam search; `beam=1` is greedy decoding (argmax at each step)."""
+                length_penalty: float = 0.6, return_attention: bool = False, banned: int | None = None) -> Decoded:
+    """Batched beam search; `beam=1` is greedy decoding (argmax at each step). No hypothesis emits `banned`."""
     if beam < 1:
         raise ValueError(f"beam must be >= 1, got {beam}")
     was_training = model.training
@@ -107,7 +116,7 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, bo
     offsets = (torch.arange(batch, device=device) * beam).unsqueeze(1)  # (batch, 1)
     for step in range(int(limits.max()) + 1):
         logits, state, weights, feed = model.decode_step(tokens, state, memory, feed)
-        logp = torch.log_softmax(logits.float(), dim=-1)  # (batch*beam, vocab)
+        logp = _ban(torch.log_softmax(logits.float(), dim=-1), banned)  # (batch*beam, vocab)
         logp = _restrict(logp, finished | (lengths >= limits), eos)
         vocab = logp.size(1)
         total = (scores.view(-1, 1) + logp).view(batch, beam * vocab)

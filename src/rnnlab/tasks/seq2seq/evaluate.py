@@ -80,14 +80,56 @@ def prepare_input(translator: Translator, text: str) -> tuple[list[int], str | N
     return ids, None
 
 
+def unknown_policy(translator: Translator, override: str | None = None) -> str:
+    """How `<unk>` is handled when decoding for a reader: the model's `decoding.unknown` (models trained before
+    the setting existed: keep) or `override`. `copy` needs an alignment, i.e. attention; without attention
+    it means forbid (both are documented in conf/model/seq2seq.yaml)."""
+    policy = override or translator.decoding.get("unknown", "keep")
+    return "forbid" if policy == "copy" and translator.model.attention_kind == "none" else policy
+
+
+def source_words(translator: Translator, text: str) -> list[str]:
+    """The words of `text` as written, one per source token: the tokenizer's offsets map each (lower-cased,
+    normalised) token back to its span of the original text."""
+    encoding = translator.source_tokenizer.encode(text, add_special_tokens=False)
+    return [text[start:end] for start, end in encoding.offsets]
+
+
+def unknown_replacements(output_ids: list[int], attention, words: list[str]) -> dict[int, str]:
+    """Each `<unk>` of an output replaced by the source word its decoding step attended to most (Luong et al.
+    2015, "Addressing the rare word problem in neural machine translation"): {output position: word}.
+    attention: (output steps incl. <eos>, source tokens)."""
+    from rnnlab.data.tokenizer import UNK_ID
+
+    return {pos: words[int(np.asarray(attention[pos])[: len(words)].argmax())]
+            for pos, token in enumerate(output_ids) if token == UNK_ID}
+
+
+def translate(translator: Translator, sources: list[str], source_ids: list[list[int]], beam: int,
+              unknown: str | None = None, return_attention: bool = False) -> tuple[list[str], list[list[int]], list]:
+    """Decode and detokenise: (texts, output ids, attention per sentence or None). `unknown` (default: the
+    model's decoding.unknown): keep `<unk>` | forbid it in decoding | copy the most-attended source word."""
+    from rnnlab.data.tokenizer import detokenize
+
+    policy = unknown_policy(translator, unknown)
+    ids, attention = translate_ids(translator, source_ids, beam, return_attention=return_attention or policy == "copy",
+                                   forbid_unknown=policy == "forbid")
+    texts = []
+    for text, out, weights in zip(sources, ids, attention):
+        swaps = unknown_replacements(out, weights, source_words(translator, text)) if policy == "copy" else None
+        texts.append(detokenize(translator.target_tokenizer, out, swaps))
+    return texts, ids, attention
+
+
 def translate_ids(translator: Translator, source_ids: list[list[int]], beam: int, batch_size: int = 64,
-                  return_attention: bool = False) -> tuple[list[list[int]], list]:
+                  return_attention: bool = False, forbid_unknown: bool = False) -> tuple[list[list[int]], list]:
     """Decode every id sequence (batched by length); (output ids, attention per sentence or None)."""
     from rnnlab.data.batching import pad
-    from rnnlab.data.tokenizer import BOS_ID, EOS_ID
+    from rnnlab.data.tokenizer import BOS_ID, EOS_ID, UNK_ID
     from rnnlab.tasks.seq2seq.decoding import beam_search, greedy_decode
 
     d = translator.decoding
+    banned = UNK_ID if forbid_unknown else None
     limits = dict(max_length=int(d["max_length"]), max_len_a=float(d["max_len_a"]), max_len_b=int(d["max_len_b"]))
     outputs: list = [None] * len(source_ids)
     attention: list = [None] * len(source_ids)
@@ -98,11 +140,11 @@ def translate_ids(translator: Translator, source_ids: list[list[int]], beam: int
         lengths = torch.tensor([len(source_ids[i]) for i in index])
         if beam == 1:
             decoded = greedy_decode(translator.model, src, lengths, BOS_ID, EOS_ID,
-                                    return_attention=return_attention, **limits)
+                                    return_attention=return_attention, banned=banned, **limits)
         else:
             decoded = beam_search(translator.model, src, lengths, BOS_ID, EOS_ID, beam=beam,
                                   length_penalty=float(d["length_penalty"]), return_attention=return_attention,
-                                  **limits)
+                                  banned=banned, **limits)
         for row, i in enumerate(index):
             outputs[i] = decoded.tokens[row]
             if decoded.attention is not None:
@@ -133,9 +175,10 @@ def heatmap_for(translator: Translator, source_ids: list[int], output_ids: list[
 
 
 def evaluate(tokenized: Path, model_dir: Path, metrics_path: Path, plots_dir: Path,
-                         log_to_mlflow: bool = True, n_heatmaps: int = 4) -> dict:
-    """Test split: BLEU/chrF of greedy and beam decoding against all references of each unique source."""
-    from rnnlab.data.tokenizer import detokenize
+                         log_to_mlflow: bool = True, n_heatmaps: int = 4, unknown: str | None = None) -> dict:
+    """Test split: BLEU/chrF of greedy and beam decoding against all references of each unique source, with the
+    model's `<unk>` policy (or `unknown`); also the share of outputs that still hold `<unk>`."""
+    from rnnlab.data.tokenizer import UNK_ID
     from rnnlab.tasks.seq2seq.bleu import corpus_scores, sacrebleu_signature
     from rnnlab.tasks.seq2seq.data import group_references, load_tokenized_pairs
     from rnnlab.tracking.mlflow_utils import log_to_run
@@ -153,20 +196,25 @@ def evaluate(tokenized: Path, model_dir: Path, metrics_path: Path, plots_dir: Pa
     _, first, references = group_references(all_sources, all_targets)
     keys = list(first)  # unique sources in file order
     source_ids = [all_source_ids[first[k]] for k in keys]
+    sources = [all_sources[first[k]] for k in keys]
     refs = [references[k] for k in keys]
     beam = int(translator.decoding["beam"])
+    policy = unknown_policy(translator, unknown)
     results, seconds = {}, {}
     for name, size in (("greedy", 1), ("beam", beam)):
         start = time.perf_counter()
-        ids, attention = translate_ids(translator, source_ids, size, return_attention=name == "greedy")
+        results[name] = translate(translator, sources, source_ids, size, policy, return_attention=name == "greedy")
         seconds[name] = time.perf_counter() - start
-        results[name] = ([detokenize(translator.target_tokenizer, x) for x in ids], ids, attention)
     metrics: dict = {"beam": beam}
     for name in ("greedy", "beam"):
         for metric, value in corpus_scores(results[name][0], refs).items():
             metrics[f"{metric}_{name}"] = value
+        # outputs a reader sees with <unk> in them (copy replaces the token; a copied word is not <unk>)
+        texts, ids = results[name][0], results[name][1]
+        left = sum("<unk>" in text for text in texts) if policy != "keep" else sum(UNK_ID in x for x in ids)
+        metrics[f"unk_share_{name}"] = round(left / max(len(ids), 1), 4)
     metrics.update(sources=len(keys), pairs=len(test), references_per_source=round(len(test) / len(keys), 3))
-    details = dict(metrics, variant=summary["variant"], dataset=summary["dataset"],
+    details = dict(metrics, variant=summary["variant"], dataset=summary["dataset"], unknown=policy,
                    sacrebleu=sacrebleu_signature(results['beam'][0], refs), note="corpus scores over unique test sources; "
                    "bleu/chrf use every reference of a source, *_first_reference only the first",
                    sentences_per_second={k: round(len(keys) / max(v, 1e-9), 1) for k, v in seconds.items()})
@@ -189,7 +237,7 @@ def evaluate(tokenized: Path, model_dir: Path, metrics_path: Path, plots_dir: Pa
         if log_to_mlflow:
             run = summary["mlflow"]
             log_to_run(run["tracking_uri"], run["run_id"],
-                       {f"test_{k}": v for k, v in metrics.items() if k.startswith(("bleu", "chrf"))},
+                       {f"test_{k}": v for k, v in metrics.items() if k.startswith(("bleu", "chrf", "unk_share"))},
                        [tmp / "samples.jsonl", tmp / "details.json", *pictures], "evaluation")
     write_json(metrics_path, metrics)
     return metrics
