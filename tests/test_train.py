@@ -215,4 +215,12 @@ def test_translation_with_bpe_input_feeding_and_teacher_forcing_schedule(tiny_pr
     metrics = evaluate_seq2seq(tokenized_dir(cfg), tiny_project["dir"] / "mt", tiny_project["dir"] / "m.json",
                                tiny_project["dir"] / "plots")
     assert metrics["sources"] == 12 and 0 <= metrics["bleu_beam"] <= 100
+    assert 0 <= metrics["unk_share_greedy"] <= 1 and 0 <= metrics["unk_share_beam"] <= 1
+    # forbidding <unk> leaves no output with one; copying replaces each by a source word
+    for policy in ("forbid", "copy"):
+        again = evaluate_seq2seq(tokenized_dir(cfg), tiny_project["dir"] / "mt", tiny_project["dir"] / "m2.json",
+                                 tiny_project["dir"] / f"plots-{policy}", log_to_mlflow=False, unknown=policy)
+        assert again["unk_share_greedy"] == again["unk_share_beam"] == 0.0
+        samples = (tiny_project["dir"] / f"plots-{policy}/samples.jsonl").read_text()
+        assert "<unk>" not in samples
     assert len(list((tiny_project["dir"] / "plots").glob("attention_*.png"))) >= 1
