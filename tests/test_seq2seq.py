@@ -275,18 +275,18 @@ def test_attention_weights_of_the_teacher_forced_pass_match_the_decoding_steps()
         _model("gru", "none").attention_weights(src, lengths, tgt)
 
 
-def test_a_zeros_bridge_starts_the_decoder_from_zeros_and_needs_a_path_from_the_source():
+def test_without_the_bridge_an_attention_decoder_starts_from_zeros_and_one_without_attention_keeps_it():
     for cell in ("lstm", "gru"):
         model = Seq2Seq(20, 20, cell, src_embedding_dim=8, tgt_embedding_dim=8, hidden_size=16, dropout=0.0,
-                        attention="additive", bridge="zeros").eval()
+                        attention="additive", bridge_with_attention=False).eval()
         assert not hasattr(model, "bridge")
         _, state = model.encode(*_batch([5, 3]))
         for part in state if isinstance(state, tuple) else (state,):
             assert part.shape == (1, 2, 16) and not part.any()
-    with pytest.raises(ValueError, match="no path from the source"):
-        Seq2Seq(20, 20, "gru", attention="none", context_every_step=False, bridge="zeros")
-    with pytest.raises(ValueError, match="bridge='nope'"):
-        Seq2Seq(20, 20, "gru", bridge="nope")
+    plain = Seq2Seq(20, 20, "gru", src_embedding_dim=8, tgt_embedding_dim=8, hidden_size=16, attention="none",
+                    context_every_step=False, bridge_with_attention=False).eval()
+    _, state = plain.encode(*_batch([5, 3]))
+    assert hasattr(plain, "bridge") and state.abs().sum() > 0  # its only view of the whole source
 
 
 def test_forget_bias_sets_every_lstm_forget_gate_and_leaves_other_cells_alone():

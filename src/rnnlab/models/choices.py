@@ -5,7 +5,6 @@ from rnnlab.errors import ConfigError
 
 POOLINGS = ("last", "mean", "max", "attention")
 ATTENTIONS = ("none", "additive", "dot", "general")
-BRIDGES = ("learned", "zeros")  # the decoder's initial state: tanh(W [encoder final state]) | zeros
 OUTPUT_LAYERS = ("full", "adaptive")
 UNKNOWN_POLICIES = ("keep", "forbid", "copy")  # <unk> in a decoded output: keep | never emit | most-attended source word  # a softmax over the whole vocabulary | an adaptive softmax
 

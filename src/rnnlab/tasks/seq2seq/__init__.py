@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.config import CELLS, EMBEDDING_MODES, choice, int_in, number_in
 from rnnlab.errors import ConfigError
-from rnnlab.models.choices import ATTENTIONS, BRIDGES, OUTPUT_LAYERS, UNKNOWN_POLICIES, check_adaptive_cutoffs
+from rnnlab.models.choices import ATTENTIONS, OUTPUT_LAYERS, UNKNOWN_POLICIES, check_adaptive_cutoffs
 from rnnlab.tasks.base import Built, TaskFamily
 
 
@@ -27,7 +27,7 @@ class Seq2SeqFamily(TaskFamily):
         "cell": choice(*CELLS), "attention": choice(*ATTENTIONS), "embedding_mode": choice(*EMBEDDING_MODES),
         "output_layer": choice(*OUTPUT_LAYERS), "bidirectional": choice(True, False),
         "input_feeding": choice(True, False), "context_every_step": choice(True, False),
-        "bridge": choice(*BRIDGES), "forget_bias": number_in(-10.0, 10.0, optional=True),
+        "bridge_with_attention": choice(True, False), "forget_bias": number_in(-10.0, 10.0, optional=True),
         "hidden_size": int_in(1, 8192), "dropout": number_in(0.0, 0.95),
         "encoder_layers": int_in(1, 16), "decoder_layers": int_in(1, 16),
         "tgt_embedding_dim": int_in(1, 8192),
@@ -49,10 +49,6 @@ class Seq2SeqFamily(TaskFamily):
         if model.input_feeding and model.attention == "none":
             raise ConfigError("seq2seq.model.input_feeding=true needs attention (it feeds the attentional vector); "
                               "set seq2seq.model.attention to additive, dot or general, or input_feeding=false")
-        if model.bridge == "zeros" and model.attention == "none" and not model.context_every_step:
-            raise ConfigError("seq2seq.model.bridge=zeros with attention=none and context_every_step=false leaves "
-                              "the decoder no path from the source; use bridge=learned, attention, or "
-                              "context_every_step=true")
         if model.attention == "dot" and model.bidirectional:
             raise ConfigError("seq2seq.model.attention=dot scores decoder states (hidden_size) against encoder "
                               "outputs, which are 2*hidden_size wide when seq2seq.model.bidirectional=true. Use "

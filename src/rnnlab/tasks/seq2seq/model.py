@@ -3,7 +3,10 @@
 Encoder: source embedding (GloVe-initialised when given) -> RecurrentEncoder (rnn|lstm|gru, layers,
 bidirectional; exact under right padding). A bridge (linear + tanh) maps the encoder's final state
 to the decoder's initial state: without attention that state is the only path from source to target
-(the classic fixed "context vector" seq2seq).
+(the classic fixed "context vector" seq2seq). With attention the bridge is optional
+(`bridge_with_attention`): without it the decoder starts from zeros and must read the source through its
+attention from the first step (measured: with the bridge an LSTM decoder's attention can collapse onto one
+source position for several epochs, docs/results.md).
 
 Without attention, `context_every_step` (Cho et al. 2014) also gives the decoder the encoder summary
 at every step: concatenated to each input and combined with each output as tanh(W [h_t; summary]).
@@ -37,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnlab.models.attention import Attention
-from rnnlab.models.choices import ATTENTIONS, BRIDGES, OUTPUT_LAYERS, check_adaptive_cutoffs
+from rnnlab.models.choices import ATTENTIONS, OUTPUT_LAYERS, check_adaptive_cutoffs
 from rnnlab.models.encoders import RNN_CLASSES, RecurrentEncoder, padding_mask, set_forget_bias
 
 PAD_ID = 0
@@ -72,7 +75,7 @@ class Seq2Seq(nn.Module):
                  dropout: float = 0.2, attention: str = "additive", input_feeding: bool = False,
                  src_embeddings: np.ndarray | None = None, embedding_mode: str = "finetune",
                  context_every_step: bool = True, output_layer: str = "full",
-                 adaptive_cutoffs: tuple[int, ...] = (2000,), bridge: str = "learned",
+                 adaptive_cutoffs: tuple[int, ...] = (2000,), bridge_with_attention: bool = True,
                  forget_bias: float | None = None):
         super().__init__()
         if attention not in ATTENTIONS:
@@ -81,11 +84,10 @@ class Seq2Seq(nn.Module):
             raise ValueError(f"output_layer={output_layer!r}; allowed: {', '.join(OUTPUT_LAYERS)}")
         if input_feeding and attention == "none":
             raise ValueError("input_feeding needs attention (it feeds the attentional vector)")
-        if bridge not in BRIDGES:
-            raise ValueError(f"bridge={bridge!r}; allowed: {', '.join(BRIDGES)}")
-        if bridge == "zeros" and attention == "none" and not context_every_step:
-            raise ValueError("bridge=zeros without attention or context_every_step leaves no path from the source")
-        self.bridge_kind = bridge
+        # A decoder without attention always starts from the bridged encoder state (its view of the whole
+        # source); one with attention does only if bridge_with_attention, else it starts from zeros and reads
+        # the source through attention alone.
+        self.use_bridge = attention == "none" or bridge_with_attention
         self.cell, self.attention_kind, self.input_feeding = cell, attention, input_feeding
         self.context_every_step = context_every_step and attention == "none"
         self.hidden_size, self.decoder_layers = hidden_size, decoder_layers
@@ -98,7 +100,7 @@ class Seq2Seq(nn.Module):
         enc_size = self.encoder.output_size
         states = 2 if cell == "lstm" else 1  # LSTM: hidden and cell state
         self.states = states
-        if bridge == "learned":
+        if self.use_bridge:
             self.bridge = nn.Linear(enc_size, decoder_layers * hidden_size * states)
         self.tgt_embedding = nn.Embedding(tgt_vocab_size, tgt_embedding_dim, padding_idx=PAD_ID)
         decoder_input = tgt_embedding_dim + (hidden_size if input_feeding else 0)
@@ -126,9 +128,9 @@ class Seq2Seq(nn.Module):
         outputs = self.encoder(embedded, src_lengths)  # (batch, src_len, enc_size), 0 at padding
         summary = self.encoder.last_state(outputs, src_lengths)  # (batch, enc_size)
         batch = src.size(0)
-        if self.bridge_kind == "learned":
+        if self.use_bridge:
             bridged = torch.tanh(self.bridge(summary))  # (batch, layers * hidden * states)
-        else:  # zeros: the decoder starts knowing nothing of the source, which it reads by attention
+        else:  # the decoder starts knowing nothing of the source, which it reads by attention
             bridged = summary.new_zeros(batch, self.states * self.decoder_layers * self.hidden_size)
         parts = bridged.view(batch, -1, self.decoder_layers, self.hidden_size)  # (batch, states, layers, hidden)
         parts = parts.permute(1, 2, 0, 3).contiguous()  # (states, layers, batch, hidden)
@@ -246,5 +248,6 @@ def build_seq2seq(model_cfg: dict, src_vocab_size: int, tgt_vocab_size: int, src
         context_every_step=bool(model_cfg.get("context_every_step", True)),
         output_layer=model_cfg.get("output_layer", "full"),
         adaptive_cutoffs=tuple(model_cfg.get("adaptive_cutoffs", (2000,))),
-        bridge=model_cfg.get("bridge", "learned"), forget_bias=model_cfg.get("forget_bias"),
+        bridge_with_attention=bool(model_cfg.get("bridge_with_attention", True)),  # models from before the key: True
+        forget_bias=model_cfg.get("forget_bias"),
     )
