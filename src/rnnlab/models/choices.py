@@ -5,8 +5,8 @@ from rnnlab.errors import ConfigError
 
 POOLINGS = ("last", "mean", "max", "attention")
 ATTENTIONS = ("none", "additive", "dot", "general")
-OUTPUT_LAYERS = ("full", "adaptive")
-UNKNOWN_POLICIES = ("keep", "forbid", "copy")  # <unk> in a decoded output: keep | never emit | most-attended source word  # a softmax over the whole vocabulary | an adaptive softmax
+OUTPUT_LAYERS = ("full", "adaptive")  # a softmax over the whole vocabulary | an adaptive softmax
+UNKNOWN_POLICIES = ("keep", "forbid", "copy")  # <unk> in a decoded output: keep | never emit | most-attended source word
 
 
 def check_adaptive_cutoffs(cutoffs, vocab_size: int, vocab_name: str) -> list[int]:
