@@ -202,15 +202,24 @@ TRANSLATE_VARIANTS = ("gru-none", "gru-additive")
 
 def _check_translation_outputs(work, client):
     stats = json.loads((work / "data/raw/tinypairs/stats.json").read_text())
-    assert stats["source_overlap_with_train"] == {"validation": 0, "test": 0}
-    assert stats["unique_sources"]["test"] == 12 and stats["unique_sources"]["validation"] == 12
+    assert stats["source_overlap_with_train"] == {"validation": 0, "test": 0, "test_long": 0}
+    # 120 sources: 10 of 4-5 words held out for the length test, 11 each for validation and test
+    assert stats["unique_sources"] == {"train": 88, "validation": 11, "test": 11, "test_long": 10}
+    assert stats["length_test"]["test_long_sources_per_bucket"] == {"4-6": 10}
     for variant in TRANSLATE_VARIANTS:
         metrics = json.loads((work / f"metrics/seq2seq/tinypairs/{variant}.json").read_text())
-        assert metrics["sources"] == 12 and metrics["beam"] == 3
-        for key in ("bleu_greedy", "bleu_beam", "chrf_greedy", "chrf_beam"):
+        assert metrics["sources"] == 11 and metrics["beam"] == 3 and metrics["long_sources"] == 10
+        for key in ("bleu_greedy", "bleu_beam", "chrf_greedy", "chrf_beam", "long_bleu_beam",
+                    "bleu_beam_words_1_3", "bleu_beam_words_4_6"):
             assert 0.0 <= metrics[key] <= 100.0
         samples = (work / f"plots/seq2seq/tinypairs/{variant}/samples.jsonl").read_text().splitlines()
-        assert len(samples) == 12 and {"source", "references", "greedy", "beam"} <= set(json.loads(samples[0]))
+        assert len(samples) == 11 and {"source", "references", "greedy", "beam"} <= set(json.loads(samples[0]))
+        by_length = (work / f"plots/seq2seq/tinypairs/{variant}/bleu_by_length.csv").read_text().splitlines()
+        # 1-3 words: the test split's 3-word sources; 4-6: the long split (min_words=4)
+        short = [json.loads(line)["source"] for line in samples]
+        assert by_length[0] == "bucket,sources,bleu_greedy,bleu_beam"
+        assert by_length[1].startswith(f"1-3,{sum(len(s.split()) < 4 for s in short)},")
+        assert by_length[2].startswith("4-6,10,") and len(by_length) == 3
         heatmaps = list((work / f"plots/seq2seq/tinypairs/{variant}").glob("attention_*.png"))
         assert bool(heatmaps) == variant.endswith("additive")
     # word-for-word pseudo-Spanish: attention learns it; the score is real sacreBLEU on held-out sentences
@@ -218,6 +227,7 @@ def _check_translation_outputs(work, client):
     assert best["bleu_greedy"] >= 50, best
     report = (work / "reports/seq2seq/tinypairs.md").read_text()
     assert all(f"| {v} |" in report for v in TRANSLATE_VARIANTS) and "## Example outputs" in report
+    assert "## BLEU by source length" in report and (work / "reports/seq2seq/tinypairs-length.png").stat().st_size
     runs = client.search_runs([client.get_experiment_by_name("rnnlab-seq2seq-tinypairs").experiment_id])
     assert sorted(r.data.tags["attention"] for r in runs) == ["additive", "none"]
     assert all(r.data.tags["family"] == "seq2seq"

@@ -13,8 +13,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from rnnlab.errors import ConfigError, DataError
-from rnnlab.tasks.seq2seq.data import (Pairs, RawPairs, clean_pairs, load_pairs, make_pair_splits, parse_anki_tsv,
-                                      source_key)
+from rnnlab.tasks.seq2seq.data import (LONG_SPLIT, LengthTest, Pairs, RawPairs, clean_pairs, load_pairs,
+                                      make_pair_splits, parse_anki_tsv, source_key)
 
 SUBJECTS = ["Tom", "Mary", "We", "They", "You"]
 VERBS = ["like", "see", "want", "need"]
@@ -305,3 +305,86 @@ def test_seeds_are_deterministic():
 def test_bad_fractions_are_config_errors(val_fraction, test_fraction):
     with pytest.raises(ConfigError, match="data.split"):
         make_pair_splits(_raw(_generated(0)), 0, val_fraction, test_fraction)
+
+
+# --------------------------------------------------------------------------- the length test (test_long)
+
+
+def _by_length(seed: int = 0) -> Pairs:
+    """20 sources of every length 1-12 words (distinct words per source), 1-2 translations each."""
+    rng = random.Random(seed)
+    sources, targets = [], []
+    for n in range(1, 13):
+        for i in range(20):
+            words = " ".join(f"w{n}x{i}y{k}" for k in range(n))
+            for k in range(rng.randint(1, 2)):
+                sources.append(words.capitalize() + ".")
+                targets.append(f"t{n}-{i}-{k}")
+    return Pairs(sources, targets)
+
+
+LENGTH_TEST = LengthTest(min_words=4, max_words=9, bucket_words=3, sources_per_bucket=8)
+
+
+def test_long_split_is_held_out_everywhere_and_independent_of_the_training_cap():
+    data = _by_length()
+    plain, _ = make_pair_splits(_raw(data), 3, 0.1, 0.1, max_source_words=3)
+    capped, facts = make_pair_splits(_raw(data), 3, 0.1, 0.1, max_source_words=3, length_test=LENGTH_TEST)
+    wide, _ = make_pair_splits(_raw(data), 3, 0.1, 0.1, max_source_words=12, length_test=LENGTH_TEST)
+    # a cap below min_words: train/validation/test exactly as without the length test
+    assert all(_as_tuples(plain[n]) == _as_tuples(capped[n]) for n in ("train", "validation", "test"))
+    # the long split is the same whatever the cap, and never shares a source with another split
+    assert _as_tuples(capped[LONG_SPLIT]) == _as_tuples(wide[LONG_SPLIT])
+    for splits in (capped, wide):
+        for name in ("train", "validation", "test"):
+            assert not _keys(splits[name]) & _keys(splits[LONG_SPLIT])
+    # every pair of a chosen source, sources_per_bucket unique sources in each bucket of min..max words
+    per_key = Counter(source_key(s) for s in data.sources)
+    assert len(capped[LONG_SPLIT]) == sum(per_key[k] for k in _keys(capped[LONG_SPLIT]))
+    words = Counter(LENGTH_TEST.bucket(len(s.split())) for s in {source_key(x): x for x in
+                                                                 capped[LONG_SPLIT].sources}.values())
+    assert words == {"4-6": 8, "7-9": 8}
+    assert facts["length_test"]["test_long_sources_per_bucket"] == {"4-6": 8, "7-9": 8}
+    assert facts["source_overlap_with_train"][LONG_SPLIT] == 0
+
+
+def test_long_split_draws_at_most_what_exists_and_errors_when_nothing_is_long_enough():
+    data = _by_length()
+    splits, _ = make_pair_splits(_raw(data), 0, 0.1, 0.1, length_test=LengthTest(10, 12, 3, 500))
+    assert len(_keys(splits[LONG_SPLIT])) == 60  # every 10-12 word source there is
+    with pytest.raises(DataError, match="no source sentence of 13-15 words"):
+        make_pair_splits(_raw(data), 0, 0.1, 0.1, length_test=LengthTest(13, 15, 3, 5))
+
+
+@pytest.mark.parametrize("node,message", [
+    ({"min_words": 5, "max_words": 15, "bucket_words": 3, "sources_per_bucket": 10}, "must start a bucket"),
+    ({"min_words": 7, "max_words": 6, "bucket_words": 3, "sources_per_bucket": 10}, "below min_words"),
+    ({"min_words": 7, "max_words": 15, "bucket_words": 3}, "sources_per_bucket missing"),
+])
+def test_length_test_settings_are_checked(node, message):
+    with pytest.raises(ConfigError, match=message):
+        LengthTest.from_config(OmegaConf.create(node))
+    assert LengthTest.from_config(None) is None
+
+
+def test_length_buckets_partition_the_length_view():
+    from rnnlab.tasks.seq2seq.evaluate import EvalSet, bleu_by_length
+
+    def eval_set(sources):
+        return EvalSet(sources, [[1]] * len(sources), [[s.upper()] for s in sources], len(sources))
+
+    short = eval_set([" ".join(["a"] * n) + f" s{n}" for n in range(1, 9)])  # 2..9 words: 7+ are left out
+    long = eval_set([" ".join(["b"] * n) + f" l{n}" for n in (6, 6, 7, 8, 11)])  # 7, 7, 8, 9, 12 words
+    outputs = lambda part: {"greedy": [r[0] for r in part.references], "beam": [r[0] for r in part.references]}  # noqa: E731
+    test = LengthTest(min_words=7, max_words=15, bucket_words=3, sources_per_bucket=10)
+    rows = bleu_by_length(test, (short, outputs(short)), (long, outputs(long)))
+    assert [r["bucket"] for r in rows] == ["1-3", "4-6", "7-9", "10-12", "13-15"]
+    assert [r["sources"] for r in rows] == [2, 3, 4, 1, 0]
+    # every short source under min_words and every long source counted exactly once
+    assert sum(r["sources"] for r in rows) == sum(len(s.split()) < 7 for s in short.sources) + len(long.sources)
+    assert rows[2]["bleu_beam"] == rows[3]["bleu_beam"] == 100.0 and rows[-1]["bleu_beam"] is None
+    # scores stay in their bucket: wrong long outputs move the long buckets only
+    wrong = {"greedy": ["zz"] * 5, "beam": ["zz"] * 5}
+    other = bleu_by_length(test, (short, outputs(short)), (long, wrong))
+    assert [r["bleu_beam"] for r in other[:2]] == [r["bleu_beam"] for r in rows[:2]]
+    assert other[2]["bleu_beam"] == other[3]["bleu_beam"] == 0.0

@@ -19,11 +19,15 @@ class Attention(nn.Module):
     mask: (batch, src_len) bool, True at real source tokens.
     """
 
-    def __init__(self, kind: str, query_size: int, key_size: int, attention_size: int | None = None):
+    def __init__(self, kind: str, query_size: int, key_size: int, attention_size: int | None = None,
+                 scaled: bool = False):
         super().__init__()
         if kind not in ATTENTIONS or kind == "none":
             raise ValueError(f"attention={kind!r}; allowed here: additive, dot, general")
         self.kind = kind
+        # scaled: dot/general scores divided by sqrt(query_size) (Vaswani et al. 2017), so the softmax does not
+        # start saturated as the state size grows; additive scores pass through tanh and a learned vector
+        self.scale = query_size ** -0.5 if scaled and kind != "additive" else 1.0
         if kind == "additive":
             size = attention_size or query_size
             self.query_proj = nn.Linear(query_size, size, bias=False)
@@ -43,7 +47,8 @@ class Attention(nn.Module):
             q = self.query_proj(query).unsqueeze(2)  # (batch, steps, 1, size)
             k = projected_keys.unsqueeze(1)  # (batch, 1, src_len, size)
             return self.v(torch.tanh(q + k)).squeeze(-1)  # (batch, steps, src_len)
-        return torch.bmm(query, projected_keys.transpose(1, 2))  # (batch, steps, src_len)
+        scores = torch.bmm(query, projected_keys.transpose(1, 2))  # (batch, steps, src_len)
+        return scores * self.scale if self.scale != 1.0 else scores
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor,
                 projected_keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

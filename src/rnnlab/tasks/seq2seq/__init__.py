@@ -27,7 +27,7 @@ class Seq2SeqFamily(TaskFamily):
         "cell": choice(*CELLS), "attention": choice(*ATTENTIONS), "embedding_mode": choice(*EMBEDDING_MODES),
         "output_layer": choice(*OUTPUT_LAYERS), "bidirectional": choice(True, False),
         "input_feeding": choice(True, False), "context_every_step": choice(True, False),
-        "bridge_with_attention": choice(True, False), "forget_bias": number_in(-10.0, 10.0, optional=True),
+        "bridge_with_attention": choice(True, False), "attention_scaled": choice(True, False), "forget_bias": number_in(-10.0, 10.0, optional=True),
         "hidden_size": int_in(1, 8192), "dropout": number_in(0.0, 0.95),
         "encoder_layers": int_in(1, 16), "decoder_layers": int_in(1, 16),
         "tgt_embedding_dim": int_in(1, 8192),
@@ -39,12 +39,20 @@ class Seq2SeqFamily(TaskFamily):
     }
     data_schema = {"max_source_words": int_in(1, 10**6, optional=True),
                    "max_train_pairs": int_in(1, 10**9, optional=True),
-                   "max_eval_sources": int_in(1, 10**9, optional=True)}
+                   "max_eval_sources": int_in(1, 10**9, optional=True),
+                   "length_test.min_words": int_in(2, 10**4, optional=True),
+                   "length_test.max_words": int_in(2, 10**4, optional=True),
+                   "length_test.bucket_words": int_in(1, 10**4, optional=True),
+                   "length_test.sources_per_bucket": int_in(1, 10**7, optional=True)}
 
     def validate(self, cfg: DictConfig) -> None:
         from rnnlab.config import check_group
 
         check_group(cfg.data, "seq2seq.data", self.data_schema)
+        if cfg.data.get("length_test") is not None:
+            from rnnlab.tasks.seq2seq.data import LengthTest
+
+            LengthTest.from_config(cfg.data.length_test)  # bucket edges and word range
         model = cfg.model
         if model.input_feeding and model.attention == "none":
             raise ConfigError("seq2seq.model.input_feeding=true needs attention (it feeds the attentional vector); "
@@ -80,9 +88,11 @@ class Seq2SeqFamily(TaskFamily):
     def evaluate(self, cfg: DictConfig, model_dir: Path, metrics_path: Path, plots_dir: Path,
                  log_to_mlflow: bool = True) -> dict:
         from rnnlab.data.prepare import tokenized_dir
+        from rnnlab.tasks.seq2seq.data import LengthTest
         from rnnlab.tasks.seq2seq.evaluate import evaluate
 
-        return evaluate(tokenized_dir(cfg), model_dir, metrics_path, plots_dir, log_to_mlflow)
+        return evaluate(tokenized_dir(cfg), model_dir, metrics_path, plots_dir, log_to_mlflow,
+                        length_test=LengthTest.from_config(cfg.data.get("length_test")))
 
     def describe_metrics(self, m: dict) -> str:
         return (f"BLEU greedy {m['bleu_greedy']:.2f}, beam{m['beam']} {m['bleu_beam']:.2f}; chrF greedy "

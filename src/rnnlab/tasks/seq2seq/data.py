@@ -13,7 +13,8 @@ import re
 import time
 import unicodedata
 from pathlib import Path
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -152,7 +153,7 @@ def load_pairs(data_cfg: Any) -> RawPairs:
 def _filter_length(pairs: Pairs, max_words: int | None) -> Pairs:
     if max_words is None:
         return pairs
-    keep = [i for i, s in enumerate(pairs.sources) if len(s.split()) <= max_words]
+    keep = [i for i, s in enumerate(pairs.sources) if source_words(s) <= max_words]
     return Pairs([pairs.sources[i] for i in keep], [pairs.targets[i] for i in keep])
 
 
@@ -173,18 +174,93 @@ def _cap_sources(pairs: Pairs, limit: int | None, rng: np.random.Generator) -> P
     return _keep_sources(pairs, chosen, True)
 
 
+LONG_SPLIT = "test_long"  # the held-out longer sentences of the length evaluation (LengthTest)
+
+
+@dataclass(frozen=True)
+class LengthTest:
+    """The length evaluation: buckets of `bucket_words` source words (1-3, 4-6, ...) up to `max_words`. Sources
+    of `min_words` words or more come from their own held-out split (`test_long`: up to `sources_per_bucket`
+    unique sources per bucket, drawn from every pair whatever `max_source_words` is, and removed from every
+    other split), shorter ones from the test split. The long split does not depend on `max_source_words`,
+    so models trained with different length caps are scored on the same long sentences."""
+
+    min_words: int = 7
+    max_words: int = 15
+    bucket_words: int = 3
+    sources_per_bucket: int = 300
+
+    @classmethod
+    def from_config(cls, node: Any) -> "LengthTest | None":
+        if node is None:
+            return None
+        names = ("min_words", "max_words", "bucket_words", "sources_per_bucket")
+        missing = [name for name in names if _get(node, name) is None]
+        if missing:
+            raise ConfigError(f"seq2seq.data.length_test needs {', '.join(names)}; {', '.join(missing)} missing. "
+                              "Set them, or seq2seq.data.length_test=null for no length evaluation")
+        test = cls(**{name: int(_get(node, name)) for name in names})
+        if (test.min_words - 1) % test.bucket_words:
+            raise ConfigError(f"seq2seq.data.length_test.min_words={test.min_words} must start a bucket of "
+                              f"bucket_words={test.bucket_words} words (1, {1 + test.bucket_words}, "
+                              f"{1 + 2 * test.bucket_words}, ...), so no bucket mixes the two sources")
+        if test.max_words < test.min_words:
+            raise ConfigError(f"seq2seq.data.length_test.max_words={test.max_words} is below min_words="
+                              f"{test.min_words}")
+        return test
+
+    def bucket(self, words: int) -> str:
+        """The bucket label of a source of `words` words ("1-3", "4-6", ...)."""
+        low = (max(words, 1) - 1) // self.bucket_words * self.bucket_words + 1
+        return f"{low}-{low + self.bucket_words - 1}"
+
+    def buckets(self) -> list[str]:
+        return [self.bucket(w) for w in range(1, self.max_words + 1, self.bucket_words)]
+
+
+def source_words(text: str) -> int:
+    """The length of a source sentence as every length setting counts it: whitespace-separated words."""
+    return len(text.split())
+
+
+def _carve_long(train: Pairs, exclude: set[str], test: LengthTest, seed: int) -> set[str]:
+    """Unique sources of min_words..max_words words, at most sources_per_bucket per bucket (its own random
+    stream: the other splits do not move when these settings change)."""
+    rng = np.random.default_rng([seed, test.max_words, test.sources_per_bucket])
+    by_bucket: dict[str, set[str]] = {}
+    for src in train.sources:
+        words = source_words(src)
+        key = source_key(src)
+        if test.min_words <= words <= test.max_words and key not in exclude:
+            by_bucket.setdefault(test.bucket(words), set()).add(key)
+    chosen: set[str] = set()
+    for bucket in sorted(by_bucket):
+        keys = sorted(by_bucket[bucket])
+        take = min(len(keys), test.sources_per_bucket)
+        chosen.update(keys[i] for i in rng.choice(len(keys), size=take, replace=False))
+    return chosen
+
+
 def make_pair_splits(raw: RawPairs, seed: int, val_fraction: float, test_fraction: float,
                      max_source_words: int | None = None, max_train_pairs: int | None = None,
-                     max_eval_sources: int | None = None, max_examples_per_split: int | None = None
-                     ) -> tuple[dict[str, Pairs], dict]:
-    """train/validation/test with no shared source sentence; returns (splits, facts for stats.json)."""
+                     max_eval_sources: int | None = None, max_examples_per_split: int | None = None,
+                     length_test: LengthTest | None = None) -> tuple[dict[str, Pairs], dict]:
+    """train/validation/test (and test_long with `length_test`) with no shared source sentence; returns
+    (splits, facts for stats.json)."""
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= float(value) < 1.0:
             raise ConfigError(f"data.split.{name}={value!r} must be in [0, 1)")
     if float(val_fraction) + float(test_fraction) >= 1.0:
         raise ConfigError("data.split.val_fraction + test_fraction must be below 1 (training needs data)")
     rng = np.random.default_rng(seed)
+    long_keys: set[str] = set()
+    if length_test is not None:
+        provided_keys = {source_key(s) for name in ("validation", "test") if name in raw.splits
+                         for s in raw.splits[name].sources}
+        long_keys = _carve_long(raw.splits["train"], provided_keys, length_test, seed)
     filtered = {name: _filter_length(p, max_source_words) for name, p in raw.splits.items()}
+    if long_keys:  # held out of every other split (a no-op for the others when the cap is below min_words)
+        filtered["train"] = _keep_sources(filtered["train"], long_keys, False)
     for name, p in filtered.items():
         if not len(p):
             raise DataError(f"split '{name}' is empty after keeping sources of at most {max_source_words} "
@@ -210,6 +286,14 @@ def make_pair_splits(raw: RawPairs, seed: int, val_fraction: float, test_fractio
     splits["train"] = train
     for name in ("validation", "test"):
         splits[name] = _cap_sources(splits[name], max_eval_sources, rng)
+    names = list(SPLITS)
+    if length_test is not None:
+        if not long_keys:
+            raise DataError(f"no source sentence of {length_test.min_words}-{length_test.max_words} words is left to hold "
+                            "out for the length test; lower seq2seq.data.length_test.min_words, or set "
+                            "seq2seq.data.length_test=null to evaluate the test split only")
+        splits[LONG_SPLIT] = _keep_sources(raw.splits["train"], long_keys, True)
+        names.append(LONG_SPLIT)
     if max_examples_per_split is not None:
         splits = {n: _take(p, range(min(len(p), int(max_examples_per_split)))) for n, p in splits.items()}
     for name, p in splits.items():
@@ -217,12 +301,17 @@ def make_pair_splits(raw: RawPairs, seed: int, val_fraction: float, test_fractio
             raise DataError(f"split '{name}' is empty; lower data.split fractions' rounding effects by "
                             "using more data, or raise val_fraction/test_fraction")
     train_keys = {source_key(s) for s in splits["train"].sources}
-    overlap = {n: len(train_keys & {source_key(s) for s in splits[n].sources}) for n in ("validation", "test")}
+    overlap = {n: len(train_keys & {source_key(s) for s in splits[n].sources}) for n in names if n != "train"}
     assert not any(overlap.values()), overlap  # the split's whole point
     facts = {"pairs_after_length_filter": {n: len(p) for n, p in filtered.items()},
              "train_pairs_removed_for_leakage": int(max(removed_leaking, 0)),
              "source_overlap_with_train": overlap}
-    return {n: splits[n] for n in SPLITS}, facts
+    if length_test is not None:
+        unique_long = {source_key(x): x for x in splits[LONG_SPLIT].sources}.values()
+        counts = Counter(length_test.bucket(source_words(x)) for x in unique_long)
+        facts["length_test"] = {"settings": asdict(length_test), "test_long_sources_per_bucket": {
+            bucket: counts[bucket] for bucket in length_test.buckets() if bucket in counts}}
+    return {n: splits[n] for n in names}, facts
 
 
 def group_references(sources: list[str], targets: list[str]) -> tuple[list[str], dict[str, int], dict[str, list[str]]]:
@@ -254,6 +343,7 @@ def download(cfg: DictConfig, out: Path) -> dict:
         test_fraction=float(cfg.data.split.test_fraction), max_source_words=cfg.data.max_source_words,
         max_train_pairs=cfg.data.max_train_pairs, max_eval_sources=cfg.data.max_eval_sources,
         max_examples_per_split=cfg.data.max_examples_per_split,
+        length_test=LengthTest.from_config(cfg.data.get("length_test")),
     )
     dataset = DatasetDict({name: Dataset.from_dict({"source": p.sources, "target": p.targets})
                            for name, p in splits.items()})
@@ -295,7 +385,7 @@ def tokenize(cfg: DictConfig, raw: Path, out: Path) -> dict:
     stats: dict = {"fingerprint": fingerprint(cfg, *STAGE_KEYS["tokenize"]), "splits": {},
                    "vocab_size": {side: t.get_vocab_size() for side, t in tokenizers.items()}}
     encoded, n_tokens = {}, 0
-    for split in SPLITS:
+    for split in [*SPLITS, *([LONG_SPLIT] if LONG_SPLIT in dataset else [])]:
         part = dataset[split]
         stats["splits"][split] = {}
         for side, tokenizer in tokenizers.items():

@@ -174,13 +174,65 @@ def heatmap_for(translator: Translator, source_ids: list[int], output_ids: list[
     attention_heatmap(src_tokens, out_tokens, np.asarray(weights)[: len(out_tokens)], title, path)
 
 
+@dataclass
+class EvalSet:
+    """The unique sources of one split, in file order, with every reference of each."""
+
+    sources: list[str]
+    source_ids: list[list[int]]
+    references: list[list[str]]
+    pairs: int
+
+    @classmethod
+    def from_split(cls, split) -> "EvalSet":
+        from rnnlab.tasks.seq2seq.data import group_references
+
+        # each column read once, not row by row
+        all_ids, all_sources, all_targets = split["source_ids"][:], split["source"][:], split["target"][:]
+        _, first, references = group_references(all_sources, all_targets)
+        return cls([all_sources[row] for row in first.values()], [all_ids[row] for row in first.values()],
+                   list(references.values()), len(all_sources))
+
+
+def length_key(bucket: str) -> str:
+    """A metric-name-safe bucket label: "4-6" -> "words_4_6"."""
+    return "words_" + bucket.replace("-", "_")
+
+
+def bleu_by_length(length_test, short: tuple[EvalSet, dict[str, list[str]]],
+                   long: tuple[EvalSet, dict[str, list[str]]]) -> list[dict]:
+    """BLEU per source-length bucket over the length view: the test sources shorter than
+    length_test.min_words plus every long-split source. short/long: (set, {decoder: outputs})."""
+    from rnnlab.tasks.seq2seq.bleu import corpus_scores
+    from rnnlab.tasks.seq2seq.data import source_words
+
+    members: dict[str, list[tuple]] = {bucket: [] for bucket in length_test.buckets()}
+    for (part, outputs), keep in ((short, lambda w: w < length_test.min_words), (long, lambda w: True)):
+        for i, (source, refs) in enumerate(zip(part.sources, part.references)):
+            words = source_words(source)
+            if keep(words):
+                members.setdefault(length_test.bucket(words), []).append(
+                    (refs, {name: texts[i] for name, texts in outputs.items()}))
+    rows = []
+    for bucket, items in members.items():
+        row = {"bucket": bucket, "sources": len(items)}
+        for name in ("greedy", "beam"):
+            row[f"bleu_{name}"] = corpus_scores([out[name] for _, out in items], [r for r, _ in items])["bleu"] \
+                if items else None
+        rows.append(row)
+    return rows
+
+
 def evaluate(tokenized: Path, model_dir: Path, metrics_path: Path, plots_dir: Path,
-                         log_to_mlflow: bool = True, n_heatmaps: int = 4, unknown: str | None = None) -> dict:
+             log_to_mlflow: bool = True, n_heatmaps: int = 4, unknown: str | None = None,
+             length_test=None) -> dict:
     """Test split: BLEU/chrF of greedy and beam decoding against all references of each unique source, with the
-    model's `<unk>` policy (or `unknown`); also the share of outputs that still hold `<unk>`."""
+    model's `<unk>` policy (or `unknown`); also the share of outputs that still hold `<unk>`. With
+    `length_test` (a data.LengthTest): BLEU per source-length bucket over the test split's short sources and
+    the held-out long split (long_* metrics: the long split alone)."""
     from rnnlab.data.tokenizer import UNK_ID
     from rnnlab.tasks.seq2seq.bleu import corpus_scores, sacrebleu_signature
-    from rnnlab.tasks.seq2seq.data import group_references, load_tokenized_pairs
+    from rnnlab.tasks.seq2seq.data import LONG_SPLIT, load_tokenized_pairs
     from rnnlab.tracking.mlflow_utils import log_to_run
 
     translator = load_translator(model_dir)
@@ -190,14 +242,11 @@ def evaluate(tokenized: Path, model_dir: Path, metrics_path: Path, plots_dir: Pa
         if tokenizers[side].get_vocab() != model_tokenizer.get_vocab():
             raise DataError(f"the {side} vocabulary of {tokenized} differs from the model's in {model_dir}: "
                             "the model was trained on other data; re-run the train stage")
-    test = dataset["test"]
-    # each column read once, not row by row
-    all_source_ids, all_sources, all_targets = test["source_ids"][:], test["source"][:], test["target"][:]
-    _, first, references = group_references(all_sources, all_targets)
-    keys = list(first)  # unique sources in file order
-    source_ids = [all_source_ids[first[k]] for k in keys]
-    sources = [all_sources[first[k]] for k in keys]
-    refs = [references[k] for k in keys]
+    if length_test is not None and LONG_SPLIT not in dataset:
+        raise DataError(f"{tokenized} has no '{LONG_SPLIT}' split, which data.length_test needs; re-run the "
+                        "download and tokenize stages (dvc repro), or set seq2seq.data.length_test=null")
+    test = EvalSet.from_split(dataset["test"])
+    sources, source_ids, refs = test.sources, test.source_ids, test.references
     beam = int(translator.decoding["beam"])
     policy = unknown_policy(translator, unknown)
     results, seconds = {}, {}
@@ -213,19 +262,38 @@ def evaluate(tokenized: Path, model_dir: Path, metrics_path: Path, plots_dir: Pa
         texts, ids = results[name][0], results[name][1]
         left = sum("<unk>" in text for text in texts) if policy != "keep" else sum(UNK_ID in x for x in ids)
         metrics[f"unk_share_{name}"] = round(left / max(len(ids), 1), 4)
-    metrics.update(sources=len(keys), pairs=len(test), references_per_source=round(len(test) / len(keys), 3))
+    metrics.update(sources=len(sources), pairs=test.pairs, references_per_source=round(test.pairs / len(sources), 3))
+    by_length, long_outputs = [], {}
+    if length_test is not None:
+        long = EvalSet.from_split(dataset[LONG_SPLIT])
+        long_outputs = {name: translate(translator, long.sources, long.source_ids, size, policy)[0]
+                        for name, size in (("greedy", 1), ("beam", beam))}
+        for name, texts in long_outputs.items():
+            metrics[f"long_bleu_{name}"] = corpus_scores(texts, long.references)["bleu"]
+        metrics["long_sources"] = len(long.sources)
+        by_length = bleu_by_length(length_test, (test, {k: v[0] for k, v in results.items()}), (long, long_outputs))
+        for row in by_length:
+            for name in ("greedy", "beam"):
+                if row[f"bleu_{name}"] is not None:
+                    metrics[f"bleu_{name}_{length_key(row['bucket'])}"] = row[f"bleu_{name}"]
     details = dict(metrics, variant=summary["variant"], dataset=summary["dataset"], unknown=policy,
                    sacrebleu=sacrebleu_signature(results['beam'][0], refs), note="corpus scores over unique test sources; "
                    "bleu/chrf use every reference of a source, *_first_reference only the first",
-                   sentences_per_second={k: round(len(keys) / max(v, 1e-9), 1) for k, v in seconds.items()})
+                   sentences_per_second={k: round(len(sources) / max(v, 1e-9), 1) for k, v in seconds.items()})
+    if by_length:
+        details["bleu_by_length"] = by_length
     with atomic_dir(plots_dir) as tmp:
         write_json(tmp / "details.json", details)
-        with (tmp / "samples.jsonl").open("w", encoding="utf-8") as handle:
-            for i, key in enumerate(keys):
-                handle.write(json.dumps({"source": all_sources[first[key]], "references": refs[i],
-                                         "greedy": results["greedy"][0][i], "beam": results["beam"][0][i]},
-                                        ensure_ascii=False) + "\n")
-        pictures = []
+        _write_samples(tmp / "samples.jsonl", test, {k: v[0] for k, v in results.items()})
+        files = [tmp / "samples.jsonl", tmp / "details.json"]
+        if by_length:
+            _write_samples(tmp / "samples_long.jsonl", long, long_outputs)
+            with (tmp / "bleu_by_length.csv").open("w", encoding="utf-8") as handle:
+                handle.write("bucket,sources,bleu_greedy,bleu_beam\n")
+                for row in by_length:
+                    handle.write(",".join("" if row[k] is None else str(row[k])
+                                          for k in ("bucket", "sources", "bleu_greedy", "bleu_beam")) + "\n")
+            files += [tmp / "samples_long.jsonl", tmp / "bleu_by_length.csv"]
         if translator.model.attention_kind != "none":
             # the first few test sentences of 5-9 source tokens: readable heatmaps
             picks = [i for i, ids in enumerate(source_ids) if 5 <= len(ids) <= 9][:n_heatmaps]
@@ -233,11 +301,19 @@ def evaluate(tokenized: Path, model_dir: Path, metrics_path: Path, plots_dir: Pa
                 path = tmp / f"attention_{n}.png"
                 heatmap_for(translator, source_ids[i], results["greedy"][1][i], results["greedy"][2][i],
                             f"{summary['variant']}: {results['greedy'][0][i]}", path)
-                pictures.append(path)
+                files.append(path)
         if log_to_mlflow:
             run = summary["mlflow"]
             log_to_run(run["tracking_uri"], run["run_id"],
-                       {f"test_{k}": v for k, v in metrics.items() if k.startswith(("bleu", "chrf", "unk_share"))},
-                       [tmp / "samples.jsonl", tmp / "details.json", *pictures], "evaluation")
+                       {f"test_{k}": v for k, v in metrics.items() if k.startswith(("bleu", "chrf", "unk_share", "long_"))},
+                       files, "evaluation")
     write_json(metrics_path, metrics)
     return metrics
+
+
+def _write_samples(path: Path, part: EvalSet, outputs: dict[str, list[str]]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for i, source in enumerate(part.sources):
+            handle.write(json.dumps({"source": source, "references": part.references[i],
+                                     **{name: texts[i] for name, texts in outputs.items()}},
+                                    ensure_ascii=False) + "\n")

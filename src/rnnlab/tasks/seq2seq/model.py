@@ -76,7 +76,7 @@ class Seq2Seq(nn.Module):
                  src_embeddings: np.ndarray | None = None, embedding_mode: str = "finetune",
                  context_every_step: bool = True, output_layer: str = "full",
                  adaptive_cutoffs: tuple[int, ...] = (2000,), bridge_with_attention: bool = True,
-                 forget_bias: float | None = None):
+                 forget_bias: float | None = None, attention_scaled: bool = False):
         super().__init__()
         if attention not in ATTENTIONS:
             raise ValueError(f"attention={attention!r}; allowed: {', '.join(ATTENTIONS)}")
@@ -108,7 +108,7 @@ class Seq2Seq(nn.Module):
         self.decoder = RNN_CLASSES[cell](decoder_input, hidden_size, decoder_layers, batch_first=True,
                                          dropout=dropout if decoder_layers > 1 else 0.0)
         if attention != "none":
-            self.attention = Attention(attention, hidden_size, enc_size)
+            self.attention = Attention(attention, hidden_size, enc_size, scaled=attention_scaled)
         if attention != "none" or self.context_every_step:
             self.combine = nn.Linear(hidden_size + enc_size, hidden_size)
         self.dropout = nn.Dropout(dropout)
@@ -195,33 +195,49 @@ class Seq2Seq(nn.Module):
                 tokens = torch.where(use_reference, tgt_in[:, t + 1], logits.argmax(-1).detach())
         return torch.stack(steps, dim=1)  # (batch, tgt_len, vocab)
 
-    def teacher_forced(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
-        """The output layer's inputs (batch, tgt_len, hidden), dropout applied, with the reference fed at
-        every step: the whole target in one fused RNN call."""
+    def _fused_pass(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor):
+        """The whole reference-fed target in one fused decoder call (no input feeding): (attentional
+        (batch, tgt_len, hidden) before the output dropout, attention weights (batch, tgt_len, src_len) or None)."""
         memory, state = self.encode(src, src_lengths)
         x = self.dropout(self.tgt_embedding(tgt_in))  # (batch, tgt_len, emb)
         if memory.summary is not None:
             x = torch.cat([x, memory.summary.expand(-1, x.size(1), -1)], dim=-1)
         out, _ = self.decoder(x, state)  # (batch, tgt_len, hidden)
-        attentional, _ = self._attend(out, memory)
-        return self.dropout(attentional)
+        return self._attend(out, memory)
+
+    def teacher_forced(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """The output layer's inputs (batch, tgt_len, hidden), dropout applied, with the reference fed at
+        every step: the whole target in one fused RNN call."""
+        return self.dropout(self._fused_pass(src, src_lengths, tgt_in)[0])
+
+    def reference_pass(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor):
+        """Scores (batch, tgt_len, vocab) and attention weights (batch, tgt_len, src_len; None without attention)
+        with the reference fed at every step, in one pass: fused, or step by step with input feeding (the
+        decoder then reads its own attentional vectors). The same scores as forward(teacher_forcing=1)."""
+        if not self.input_feeding:
+            attentional, weights = self._fused_pass(src, src_lengths, tgt_in)
+            return self.scores(self.dropout(attentional)), weights
+        memory, state = self.encode(src, src_lengths)
+        feed, steps, rows = self.initial_feed(src.size(0), src.device), [], []
+        for t in range(tgt_in.size(1)):
+            logits, state, weights, feed = self.decode_step(tgt_in[:, t], state, memory, feed)
+            steps.append(logits)
+            rows.append(weights)
+        return torch.stack(steps, dim=1), torch.stack(rows, dim=1)  # input feeding implies attention
 
     @torch.no_grad()
     def attention_weights(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
-        """The attention weights (batch, tgt_len, src_len) of a teacher-forced pass (the reference fed at every
-        step), for diagnostics; the model must have attention."""
+        """The attention weights (batch, tgt_len, src_len) of a reference-fed pass, for diagnostics; the model
+        must have attention."""
         if self.attention_kind == "none":
             raise ValueError("attention_weights: this model has no attention")
-        memory, state = self.encode(src, src_lengths)
-        x = self.tgt_embedding(tgt_in)
-        if self.input_feeding:  # step by step, as the model reads its own attentional vectors
-            feed, rows = self.initial_feed(src.size(0), src.device), []
-            for t in range(tgt_in.size(1)):
-                _, state, weights, feed = self.decode_step(tgt_in[:, t], state, memory, feed)
-                rows.append(weights)
-            return torch.stack(rows, dim=1)
-        out, _ = self.decoder(x, state)
-        return self._attend(out, memory)[1]
+        return self.reference_pass(src, src_lengths, tgt_in)[1]
+
+    @staticmethod
+    def sequence_loss(scores: torch.Tensor, tgt_out: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+        """Mean cross-entropy of scores (batch, tgt_len, vocab) over the real (non-padding) target tokens."""
+        return F.cross_entropy(scores.reshape(-1, scores.size(-1)), tgt_out.reshape(-1), ignore_index=PAD_ID,
+                               label_smoothing=label_smoothing)
 
     def loss(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor,
              teacher_forcing: float = 1.0, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -229,9 +245,7 @@ class Seq2Seq(nn.Module):
         if self.adaptive and teacher_forcing >= 1.0 and not self.input_feeding and label_smoothing == 0.0:
             keep = tgt_out != PAD_ID  # only the head and each reference word's cluster are scored
             return self.output(self.teacher_forced(src, src_lengths, tgt_in)[keep], tgt_out[keep]).loss
-        scores = self(src, src_lengths, tgt_in, teacher_forcing)
-        return F.cross_entropy(scores.reshape(-1, scores.size(-1)), tgt_out.reshape(-1), ignore_index=PAD_ID,
-                               label_smoothing=label_smoothing)
+        return self.sequence_loss(self(src, src_lengths, tgt_in, teacher_forcing), tgt_out, label_smoothing)
 
 
 def build_seq2seq(model_cfg: dict, src_vocab_size: int, tgt_vocab_size: int, src_embeddings: np.ndarray) -> Seq2Seq:
@@ -250,4 +264,5 @@ def build_seq2seq(model_cfg: dict, src_vocab_size: int, tgt_vocab_size: int, src
         adaptive_cutoffs=tuple(model_cfg.get("adaptive_cutoffs", (2000,))),
         bridge_with_attention=bool(model_cfg.get("bridge_with_attention", True)),  # models from before the key: True
         forget_bias=model_cfg.get("forget_bias"),
+        attention_scaled=bool(model_cfg.get("attention_scaled", False)),  # models from before the key: unscaled
     )

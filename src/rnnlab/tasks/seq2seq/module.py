@@ -127,11 +127,14 @@ class Seq2SeqModule(pl.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         # The loss is teacher-forced (a perplexity); BLEU below decodes without the reference.
-        epoch_metric(self, "val_loss", batch_idx, self._loss(batch, 1.0), weight=batch["ids"].size(0))
-        if self.watch_attention:
-            weights = self.model.attention_weights(batch["ids"], batch["lengths"], batch["tgt_in"])
+        if self.watch_attention:  # the loss and the attention's entropy from one reference-fed pass
+            scores, weights = self.model.reference_pass(batch["ids"], batch["lengths"], batch["tgt_in"])
+            loss = self.model.sequence_loss(scores, batch["tgt_out"], float(self.hparams.model_cfg["label_smoothing"]))
             epoch_metric(self, "val_attn_entropy", batch_idx,
                          attention_entropy(weights, batch["lengths"], batch["tgt_out"] != 0))
+        else:
+            loss = self._loss(batch, 1.0)
+        epoch_metric(self, "val_loss", batch_idx, loss, weight=batch["ids"].size(0))
         if self.target_tokenizer is None or self.val_keys is None:
             return
         from rnnlab.data.tokenizer import detokenize

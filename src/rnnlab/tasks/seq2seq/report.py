@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from rnnlab.errors import DataError
-from rnnlab.io import write_text
+from rnnlab.io import read_json, write_text
 from rnnlab.reporting.report import ONE_SEED_NOTE, bar_chart, collect, markdown_table
 
 
@@ -20,6 +20,51 @@ def _samples(plots_dir: Path, variant: str) -> list[dict]:
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
+
+
+def length_curve(series: dict[str, list[float | None]], buckets: list[str], title: str, path: Path) -> None:
+    """BLEU per source-length bucket, one line per variant ({variant: value per bucket, None: no sources});
+    variants without attention dashed, so attention vs none reads at a glance."""
+    from rnnlab.reporting.figures import new_figure, save_figure
+
+    fig, ax = new_figure(7, 4)
+    for variant, values in series.items():
+        xs = [i for i, v in enumerate(values) if v is not None]
+        ax.plot(xs, [values[i] for i in xs], marker="o", linestyle="--" if variant.endswith("-none") else "-",
+                label=variant)
+    ax.set_xticks(range(len(buckets)), buckets)
+    ax.set_xlabel("source sentence length (words)")
+    ax.set_ylabel("sacreBLEU")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    if series:
+        ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def length_section(rows: list[dict], plots_dir: Path, report_md: Path, source: str) -> list[str]:
+    """"BLEU by source length" (table and plot), when the evaluation scored length buckets."""
+    from rnnlab.tasks.seq2seq.evaluate import length_key
+
+    details = read_json(plots_dir / rows[0]["variant"] / "details.json")
+    png = report_md.with_name(report_md.stem + "-length.png")
+    if "bleu_by_length" not in details:  # the stage's figure output exists either way
+        length_curve({}, [], "no length evaluation: seq2seq.data.length_test is null", png)
+        return []
+    buckets = [b["bucket"] for b in details["bleu_by_length"]]
+    counts = {b["bucket"]: b["sources"] for b in details["bleu_by_length"]}
+    series = {r["variant"]: [r.get("bleu_beam_" + length_key(b)) for b in buckets] for r in rows}
+    length_curve(series, buckets, f"test BLEU (beam {rows[0]['beam']}) by {source} sentence length", png)
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    return ["## BLEU by source length", "",
+            f"Beam-search BLEU per bucket of {source} words. Sentences shorter than the long split's first bucket "
+            f"are the test split's; longer ones come from a held-out split of their own (`test_long`, drawn "
+            f"whatever the training length cap, no source of it in training). Long-split BLEU (all of it): "
+            + ", ".join(f"{r['variant']} {r['long_bleu_beam']:.2f}" for r in rows) + ".", "",
+            *markdown_table(["variant", *(f"{b} words" for b in buckets)],
+                            [["sources", *(f"{counts[b]:,}" for b in buckets)]]
+                            + [[variant, *map(fmt, values)] for variant, values in series.items()]),
+            "", f"![BLEU by length]({png.name})", ""]
 
 
 def write_report(dataset: str, languages: dict, variants: list[str], metrics_dir: Path, models_dir: Path,
@@ -57,7 +102,8 @@ def write_report(dataset: str, languages: dict, variants: list[str], metrics_dir
     if stats:
         counts = ", ".join(f"{k} {v:,}" for k, v in stats["counts"].items())
         lines += ["", f"Data: {counts} sentence pairs (no {source} sentence of validation/test occurs in train)."]
-    lines += ["", f"![test BLEU]({png.name})", "", *(notes or []),
+    lines += ["", f"![test BLEU]({png.name})", "", *length_section(rows, Path(plots_dir), Path(report_md), source),
+              *(notes or []),
               f"## Example outputs (beam {beam}; the first test sentences of {min_words}+ words)", ""]
     samples = {v: _samples(Path(plots_dir), v) for v in variants}
     picked = [i for i, s in enumerate(samples[variants[0]]) if len(s["source"].split()) >= min_words][:n_examples]
