@@ -49,7 +49,8 @@ def main(argv: list[str]) -> int:
         name = args.comparison or f"{experiment}-{factor}"
         out = args.out or Path("reports/compare") / f"{name}.md"
         result = write_comparison(args.tracking_uri, experiment, factor, out, metric, where, alpha=args.alpha,
-                                  command="python pipelines/compare.py " + shlex.join(argv))
+                                  command="python pipelines/compare.py " + shlex.join(argv),
+                                  breakdown_metrics=preset.get("breakdown"))
     except RnnlabError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

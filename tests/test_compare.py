@@ -19,8 +19,9 @@ BASE = {"classify.model.pooling": "attention", "classify.optim.lr": "0.002", "cl
 FACTOR = "classify.model.cell"
 
 
-def _log_runs(uri, experiment, rows, parent=None):
-    """rows: (cell, seed, test_acc, extra params) -> finished runs with curves, timing and parameter count."""
+def _log_runs(uri, experiment, rows, parent=None, metrics=None):
+    """rows: (cell, seed, test_acc, extra params) -> finished runs with curves, timing and parameter count;
+    metrics(cell, seed) -> further metrics to log."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
@@ -41,6 +42,8 @@ def _log_runs(uri, experiment, rows, parent=None):
             client.log_metric(rid, "epoch_seconds", 1.5, step=epoch)
         client.log_metric(rid, "parameters", 1000 if cell == "lstm" else 800)
         client.log_metric(rid, "test_acc", score)
+        for key, value in (metrics(cell, seed) if metrics else {}).items():
+            client.log_metric(rid, key, value)
         client.set_terminated(rid, "FINISHED")
         ids.append(rid)
     return client, exp_id, ids
@@ -92,6 +95,30 @@ def test_a_true_difference_is_found_and_a_zero_difference_is_called_not_signific
     assert "**not significant: the 95% interval includes 0**" in text
     assert "| gru | 5 | 80.10 | 0.54 |" in text  # mean and sd of the gru scores, in points
     assert (tmp_path / "null.png").stat().st_size > 10_000
+
+
+def test_breakdown_metrics_are_tabled_and_paired_with_the_baseline(uri, tmp_path):
+    """Further metrics of the same runs (attention_vs_none: BLEU per length bucket) get a mean +- std per variant
+    and the paired difference from the first variant; a seed that did not log a metric is left out of its row."""
+    gap = {"long": 0.05, "short": 0.0}
+    noise = {1: 0.002, 2: -0.001, 3: 0.0}
+
+    def further(cell, seed):
+        values = {f"{part}_acc": 0.7 + noise[seed] + (gap[part] if cell == "gru" else 0.0) for part in gap}
+        return values if (cell, seed) != ("lstm", 3) else {"short_acc": values["short_acc"]}
+
+    _log_runs(uri, "parts", [(cell, seed, 0.8, {}) for cell in ("lstm", "gru") for seed in (1, 2, 3)],
+              metrics=further)
+    result = write_comparison(uri, "parts", FACTOR, tmp_path / "parts.md",
+                              breakdown_metrics=["long_acc", "short_acc", "never_logged"])
+    rows = {row["metric"]: row for row in result["groups"][0]["breakdown"]}
+    assert set(rows) == {"long_acc", "short_acc"}
+    long, short = rows["long_acc"], rows["short_acc"]
+    assert long["variants"]["lstm"]["n"] == 2 and long["variants"]["gru"]["n"] == 3
+    assert long["differences"]["gru"]["seeds"] == [1, 2] and long["differences"]["gru"]["mean"] == pytest.approx(0.05)
+    assert short["differences"]["gru"]["mean"] == pytest.approx(0.0, abs=1e-12)
+    text = (tmp_path / "parts.md").read_text()
+    assert "### Breakdown" in text and "| `long_acc` | 70.05 +- 0.21 | 75.03 +- 0.15 | 5.00 [" in text
 
 
 @pytest.mark.slow

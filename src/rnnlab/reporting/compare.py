@@ -47,6 +47,7 @@ class Run:
     train_seconds: float | None = None
     curve: list[tuple[int, float]] = field(default_factory=list)
     parent: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)  # every metric the run logged (last values)
 
 
 def load_runs(tracking_uri: str, experiment_name: str, factor: str, metric: str | None = None,
@@ -87,7 +88,8 @@ def load_runs(tracking_uri: str, experiment_name: str, factor: str, metric: str 
             launcher=r.data.tags.get("launcher", "?"), params=dict(params),
             parameters=r.data.metrics.get("parameters"),
             train_seconds=sum(m.value for m in epochs) if epochs else None,
-            curve=sorted((m.step, m.value) for m in history), parent=r.data.tags.get("mlflow.parentRunId")))
+            curve=sorted((m.step, m.value) for m in history), parent=r.data.tags.get("mlflow.parentRunId"),
+            metrics=dict(r.data.metrics)))
     if not runs:
         raise ConfigError(f"no finished run of {experiment_name!r} with {factor!r} has the metric {metric!r}"
                           + (f" and matches {where}" if where else "")
@@ -202,6 +204,48 @@ def analyse(group: Group, alpha: float = 0.05) -> dict:
     return {"variants": rows, "pairs": pairs}
 
 
+def breakdown(group: Group, metrics: list[str], alpha: float = 0.05) -> list[dict]:
+    """Further metrics of the same runs (e.g. BLEU per sentence-length bucket): each variant's mean and std,
+    and each variant's paired difference from the first (the baseline, e.g. `none`). Seeds whose run did not
+    log a metric are left out of that metric's row."""
+    variants = order_variants(list(group.runs))
+    rows = []
+    for metric in metrics:
+        values = {v: {seed: run.metrics[metric] for seed, run in group.runs[v].items() if metric in run.metrics}
+                  for v in variants}
+        if not any(values.values()):
+            continue
+        row = {"metric": metric, "variants": {}, "differences": {}}
+        for v in variants:
+            scores = np.array(list(values[v].values()), dtype=float)
+            row["variants"][v] = {"n": len(scores), "mean": float(scores.mean()) if len(scores) else math.nan,
+                                  "std": float(scores.std(ddof=1)) if len(scores) > 1 else math.nan}
+        for v in variants[1:]:
+            row["differences"][v] = paired_difference(values[variants[0]], values[v], alpha)
+        rows.append(row)
+    return rows
+
+
+def breakdown_lines(rows: list[dict], scale: float) -> list[str]:
+    from rnnlab.reporting.report import markdown_table
+
+    if not rows:
+        return []
+    variants = list(rows[0]["variants"])
+    base = variants[0]
+    lines = ["### Breakdown", "", f"Mean +- std over seeds; the differences from `{base}` are paired by seed "
+             "(95% t-interval, two-sided paired t-test, not Holm-adjusted).", ""]
+    lines += markdown_table(
+        ["metric", *variants, *(f"{v} - {base}" for v in variants[1:])],
+        [[f"`{row['metric']}`",
+          *(f"{_fmt(row['variants'][v]['mean'] * scale, 2)} +- {_fmt(row['variants'][v]['std'] * scale, 2)}"
+            for v in variants),
+          *(f"{_fmt(d['mean'] * scale, 2)} [{_fmt(d['ci'][0] * scale, 2)}, {_fmt(d['ci'][1] * scale, 2)}], "
+            f"p {_fmt(d['p'], 3)}" for d in (row["differences"][v] for v in variants[1:]))]
+         for row in rows])
+    return lines + [""]
+
+
 def _mean(values: list[float | None]) -> float | None:
     values = [v for v in values if v is not None]
     return float(np.mean(values)) if values else None
@@ -270,9 +314,11 @@ def plot_group(group: Group, analysis: dict, factor: str, metric: str, curve_met
 
 def write_comparison(tracking_uri: str, experiment_name: str, factor: str, out_md: Path,
                      metric: str | None = None, where: dict[str, str] | None = None,
-                     only_parent: str | None = None, alpha: float = 0.05, command: str | None = None) -> dict:
+                     only_parent: str | None = None, alpha: float = 0.05, command: str | None = None,
+                     breakdown_metrics: list[str] | None = None) -> dict:
     """Build the report (markdown + one figure per group). `only_parent`: keep only the groups that hold a
-    run of that sweep. Returns {"groups": [analysis, ...], "metric": ...}."""
+    run of that sweep; `breakdown_metrics`: further metrics of the same runs, tabled per group.
+    Returns {"groups": [analysis, ...], "metric": ...}."""
     from rnnlab.io import write_text
     from rnnlab.reporting.report import markdown_table
 
@@ -325,6 +371,8 @@ def write_comparison(tracking_uri: str, experiment_name: str, factor: str, out_m
                        f"{'higher' if p['mean'] > 0 else 'lower'} than {p['a']}")
                 lines.append(f"- {how} on average over {p['n']} paired seeds; 95% interval "
                              f"[{_fmt(p['ci'][0] * scale, 2)}, {_fmt(p['ci'][1] * scale, 2)}]: **{p['verdict']}**.")
+        analysis["breakdown"] = breakdown(group, list(breakdown_metrics or []), alpha)
+        lines += breakdown_lines(analysis["breakdown"], scale)
         if group.reruns:
             spread = max(max(v) - min(v) for v in group.reruns.values())
             lines += ["", f"{len(group.reruns)} (variant, seed) pair(s) were run more than once (e.g. by DVC and by "
@@ -356,4 +404,5 @@ def comparison_preset(name: str, dataset: str | None = None) -> dict:
         view = family_view(compose([f"experiment={name}", f"{view.family}.data.name={dataset}"]))
     comparison = view.comparison
     return {"factor": comparison.factor, "metric": comparison.get("metric"),
+            "breakdown": list(comparison.get("breakdown") or []),
             "experiment": view.tracking.experiment_name, "family": view.family}

@@ -102,7 +102,8 @@ class MlflowSweepParent(Callback):
         result = write_comparison(cfg.tracking.tracking_uri, cfg.tracking.experiment_name, comparison.factor,
                                   out, comparison.get("metric"), only_parent=self.run_id,
                                   command=f"python pipelines/compare.py --comparison {comparison.name} "
-                                          f"--dataset {cfg.data.name}")
+                                          f"--dataset {cfg.data.name}",
+                                  breakdown_metrics=list(comparison.get("breakdown") or []))
         for path in sorted(out.parent.glob(f"{out.stem}*")):
             self.client.log_artifact(self.run_id, str(path), "comparison")
         for pair in result["groups"][0]["pairs"]:
