@@ -71,6 +71,38 @@ def test_beam_size_one_is_exactly_greedy(cell, attention, bidirectional, feeding
     assert any(len(t) > 0 for t in greedy.tokens)
 
 
+@pytest.mark.parametrize("attention", ["none", "general"])
+def test_n_best_lists_distinct_hypotheses_best_first_with_their_true_scores(attention):
+    """The explorer's n-best list: the first is the beam's output, scores fall, hypotheses differ, and each
+    score is the hypothesis's own log-probability (incl. <eos>) divided by GNMT's length penalty."""
+    model = _model("gru", attention, vocab=12)
+    src, lengths = _batch([5, 3], vocab=12)
+    penalty, limit = 0.6, 30
+    plain = beam_search(model, src, lengths, BOS, EOS, beam=4, max_length=limit, max_len_a=0, max_len_b=limit,
+                        length_penalty=penalty)
+    listed = beam_search(model, src, lengths, BOS, EOS, beam=4, max_length=limit, max_len_a=0, max_len_b=limit,
+                         length_penalty=penalty, n_best=4, return_attention=attention != "none")
+    assert listed.tokens == plain.tokens and plain.n_best is None
+    for row, hypotheses in enumerate(listed.n_best):
+        assert 2 <= len(hypotheses) <= 4 and hypotheses[0].tokens == listed.tokens[row]
+        assert [h.score for h in hypotheses] == sorted((h.score for h in hypotheses), reverse=True)
+        assert len({tuple(h.tokens) for h in hypotheses}) == len(hypotheses)
+        for h in hypotheses:
+            if len(h.tokens) >= limit:  # <eos> forced at the length limit costs nothing: not a model score
+                continue
+            tgt_in = torch.tensor([[BOS, *h.tokens]])
+            with torch.no_grad():
+                logp = torch.log_softmax(model(src[row:row + 1, :lengths[row]], lengths[row:row + 1], tgt_in), -1)[0]
+            total = float(logp[torch.arange(len(h.tokens) + 1), torch.tensor([*h.tokens, EOS])].sum())
+            assert h.score == pytest.approx(total / ((5 + len(h.tokens) + 1) / 6) ** penalty, abs=1e-4)
+            assert (h.attention is None) == (attention == "none")
+            if h.attention is not None:
+                assert h.attention.shape == (len(h.tokens) + 1, src.size(1))  # the batch's padded width
+                assert not h.attention[:, int(lengths[row]):].any()
+    with pytest.raises(ValueError, match="n_best must be between 1 and the beam size 4"):
+        beam_search(model, src, lengths, BOS, EOS, beam=4, n_best=5)
+
+
 @pytest.mark.parametrize("cell,attention,bidirectional,feeding", VARIANTS)
 def test_source_padding_changes_no_output(cell, attention, bidirectional, feeding):
     model = _model(cell, attention, bidirectional, feeding)

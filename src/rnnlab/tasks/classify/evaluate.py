@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -149,16 +150,32 @@ def _words(tokenizer, ids: list[int]) -> list[str]:
     return [tokenizer.id_to_token(i) for i in ids]
 
 
-@torch.no_grad()
-def classify_texts(model_dir: Path, texts: list[str]) -> list[dict]:
-    """Label, class probabilities and (attention pooling) each token's attention weight for each text.
-    Empty texts, control characters and texts of which no word is in the vocabulary are refused."""
-    from rnnlab.data.tokenizer import UNK_ID
+@dataclass
+class Classifier:
+    """A loaded classifier: the network, its model.json and its tokenizer (load once, classify many)."""
+
+    model: torch.nn.Module
+    info: dict
+    tokenizer: object
+
+
+def load_classifier(model_dir: Path) -> Classifier:
     from rnnlab.io import load_tokenizer
-    from rnnlab.predict import check_text
 
     model, info = load_model(model_dir)
-    tokenizer = load_tokenizer(Path(model_dir) / "tokenizer.json")
+    return Classifier(model, info, load_tokenizer(Path(model_dir) / "tokenizer.json"))
+
+
+@torch.no_grad()
+def classify_texts(model: Path | Classifier, texts: list[str]) -> list[dict]:
+    """Label, class probabilities and (attention pooling) each token's attention weight for each text, with a
+    model folder or a loaded Classifier. Empty texts, control characters and texts of which no word is in the
+    vocabulary are refused."""
+    from rnnlab.data.tokenizer import UNK_ID
+    from rnnlab.predict import check_text
+
+    loaded = model if isinstance(model, Classifier) else load_classifier(model)
+    model, info, tokenizer = loaded.model, loaded.info, loaded.tokenizer
     limit = int(info["max_length"])
     results = []
     for text in texts:

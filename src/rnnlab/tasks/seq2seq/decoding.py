@@ -19,10 +19,18 @@ from rnnlab.tasks.seq2seq.model import Seq2Seq, select_state
 
 
 @dataclass
+class Hypothesis:
+    tokens: list[int]  # without <bos>/<eos>
+    score: float  # length-normalised log-probability (incl. <eos>)
+    attention: torch.Tensor | None  # (len(tokens) + 1, src_len) incl. the <eos> step
+
+
+@dataclass
 class Decoded:
     tokens: list[list[int]]  # per sentence, without <bos>/<eos>
     scores: list[float]  # log-probability of each output (incl. <eos>), length-normalised for beam
     attention: list[torch.Tensor] | None  # per sentence (output_len + 1, src_len) incl. the <eos> step
+    n_best: list[list[Hypothesis]] | None = None  # beam search with n_best > 1: per sentence, best first
 
 
 def length_limits(src_lengths: torch.Tensor, max_length: int, max_len_a: float, max_len_b: int) -> torch.Tensor:
@@ -92,10 +100,15 @@ def greedy_decode(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, 
 @torch.no_grad()
 def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, bos: int, eos: int,
                 beam: int = 5, max_length: int = 50, max_len_a: float = 2.0, max_len_b: int = 10,
-                length_penalty: float = 0.6, return_attention: bool = False, banned: int | None = None) -> Decoded:
-    """Batched beam search; `beam=1` is greedy decoding (argmax at each step). No hypothesis emits `banned`."""
+                length_penalty: float = 0.6, return_attention: bool = False, banned: int | None = None,
+                n_best: int = 1) -> Decoded:
+    """Batched beam search; `beam=1` is greedy decoding (argmax at each step). No hypothesis emits `banned`.
+    n_best > 1 also returns each sentence's `n_best` final hypotheses, best first (at most `beam`; fewer when
+    fewer have a finite score)."""
     if beam < 1:
         raise ValueError(f"beam must be >= 1, got {beam}")
+    if not 1 <= n_best <= beam:
+        raise ValueError(f"n_best must be between 1 and the beam size {beam}, got {n_best}")
     was_training = model.training
     model.eval()
     batch, device = src.size(0), src.device
@@ -139,12 +152,18 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, bo
             break
     norm = ((5.0 + lengths.float()) / 6.0) ** length_penalty if length_penalty else torch.ones_like(scores.view(-1))
     ranked = (scores.view(-1) / norm).view(batch, beam)
-    best = ranked.argmax(dim=1) + offsets.squeeze(1)  # (batch,)
+    order = torch.sort(ranked, dim=1, descending=True, stable=True).indices  # (batch, beam), best first
+    best = order[:, 0] + offsets.squeeze(1)  # (batch,)
     out_tokens = [_trim(seqs[i].tolist(), eos) for i in best.tolist()]
-    attention = None
-    if weights_seq:
-        stacked = torch.stack(weights_seq, dim=1)  # (batch*beam, steps, src_len)
-        attention = [stacked[i, : int(lengths[i])].cpu() for i in best.tolist()]
+    stacked = torch.stack(weights_seq, dim=1) if weights_seq else None  # (batch*beam, steps, src_len)
+    attention = None if stacked is None else [stacked[i, : int(lengths[i])].cpu() for i in best.tolist()]
+    alternatives = None
+    if n_best > 1:
+        alternatives = [[Hypothesis(_trim(seqs[row].tolist(), eos), float(ranked[b, k]),
+                                    None if stacked is None else stacked[row, : int(lengths[row])].cpu())
+                         for k in order[b, :n_best].tolist()
+                         for row in (b * beam + k,) if torch.isfinite(ranked[b, k])]
+                        for b in range(batch)]
     model.train(was_training)
     return Decoded(out_tokens, ranked.gather(1, (best - offsets.squeeze(1)).unsqueeze(1)).squeeze(1).tolist(),
-                   attention)
+                   attention, alternatives)
