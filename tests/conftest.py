@@ -146,27 +146,34 @@ def tiny_project(tmp_path: Path, empty_mlflow_store: Path) -> dict:
     """A tiny local data set + fake GloVe, an empty MLflow store, and the Hydra overrides that point the
     project at them."""
     shutil.copyfile(empty_mlflow_store, tmp_path / "mlruns.db")
+    overrides = tiny_project_files(tmp_path)
+    inputs = tmp_path / "inputs"
+    return {"dir": tmp_path, "overrides": overrides, "train_csv": inputs / "reviews.csv",
+            "vectors": inputs / "vectors.npy", "words": inputs / "words.txt"}
+
+
+def tiny_project_files(folder: Path) -> list[str]:
+    """Write the tiny inputs (reviews, sentence pairs, fake GloVe) under folder/inputs; the overrides that
+    point both families (and MLflow, folder/mlruns.db) at them."""
     texts, labels = make_texts(240)
-    train_csv = tmp_path / "inputs" / "reviews.csv"
+    train_csv = folder / "inputs" / "reviews.csv"
     train_csv.parent.mkdir()
     with train_csv.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["text", "label"])
         writer.writerows(zip(texts, labels))
-    vec_path, words_path = write_tiny_glove(tmp_path / "inputs")
-    overrides = [
+    vec_path, words_path = write_tiny_glove(folder / "inputs")
+    return [
         "classify.data.name=tiny", "classify.data.source=local", f"classify.data.local.train={train_csv}",
         "classify.embeddings.source=local", f"classify.embeddings.local.vectors={vec_path}",
         f"classify.embeddings.local.words={words_path}",
         "classify.model.hidden_size=16", "classify.optim.batch_size=16", "classify.optim.lr=0.02",
         "classify.optim.embedding_lr=0.05", "classify.model.embedding_dropout=0.0", "classify.trainer.max_epochs=6",
         "classify.trainer.patience=6", "classify.trainer.progress_bar=false",
-        f"tracking.tracking_uri=sqlite:///{tmp_path}/mlruns.db",
-        f"tracking.artifact_location={tmp_path}/mlartifacts",
-        *tiny_translation_overrides(tmp_path / "inputs", vec_path, words_path),
+        f"tracking.tracking_uri=sqlite:///{folder}/mlruns.db",
+        f"tracking.artifact_location={folder}/mlartifacts",
+        *tiny_translation_overrides(folder / "inputs", vec_path, words_path),
     ]
-    return {"dir": tmp_path, "overrides": overrides, "train_csv": train_csv,
-            "vectors": vec_path, "words": words_path}
 
 
 @pytest.fixture

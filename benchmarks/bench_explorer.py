@@ -1,0 +1,121 @@
+"""The explorer's latency: requests through its HTTP API (what the page sends), on the models of the last
+`dvc repro`, against the same work called directly (model, n-best, heatmap figure) in this process.
+
+    .venv/bin/python benchmarks/bench_explorer.py [--requests 60] [--concurrent 20] [--screenshots docs/images]
+
+- translation: beam 5, 3 outputs listed, a 6-word English sentence (goal: p95 under 300 ms on 2 cores);
+- classification: one sentence (goal: p95 under 50 ms);
+- 20 requests sent at once (half each kind) must all come back with the answer a lone request gets.
+The server runs in this process on 127.0.0.1 (a free port); the client is gradio_client, as a script would be.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+CLASSIFY_TEXT = "a gripping, beautifully shot film"
+TRANSLATE_TEXT = "Tom wants to eat an apple."  # 6 words
+
+
+def _stats(seconds: list[float]) -> dict:
+    ms = np.array(seconds) * 1000
+    return {"n": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
+            "max_ms": round(float(ms.max()), 1)}
+
+
+def _timed(fn, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=60)
+    ap.add_argument("--concurrent", type=int, default=20)
+    ap.add_argument("--label", default="current")
+    ap.add_argument("--screenshots", type=Path, help="also save a screenshot of each tab here (headless Chromium)")
+    a = ap.parse_args()
+
+    from gradio_client import Client
+    from omegaconf import OmegaConf
+
+    from rnnlab.explorer.app import build_app, serve
+    from rnnlab.explorer.models import ModelCache, family_models
+    from rnnlab.explorer.tabs import TABS
+    from rnnlab.explorer.tabs.classify import classify_view
+    from rnnlab.explorer.tabs.seq2seq import chosen_output, translate_view
+
+    cfg = OmegaConf.load(common.ROOT / "params.yaml")
+    families = {f: family_models(cfg, f, common.ROOT) for f in ("classify", "seq2seq")}
+    missing = [found.missing for found in families.values() if found.missing]
+    if missing:
+        sys.exit("error: " + " ".join(missing))
+    models = {f: found.default for f, found in families.items()}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app, url = serve(build_app(families), "127.0.0.1", port, block=False)
+    try:
+        client = Client(url, verbose=False)
+        requests = {
+            "classify": lambda: client.predict(CLASSIFY_TEXT, models["classify"].label, api_name="/classify"),
+            "translate": lambda: client.predict(TRANSLATE_TEXT, models["seq2seq"].label, 5, 0.6, 3,
+                                                api_name="/translate"),
+        }
+        cache = ModelCache({f: tab.load for f, tab in TABS.items()})
+        classifier, translator = cache.get(models["classify"]), cache.get(models["seq2seq"])
+
+        def direct_translate():
+            view = translate_view(translator, TRANSLATE_TEXT, 5, 0.6, 3)
+            return chosen_output(view, 1)
+
+        direct = {"classify": lambda: classify_view(classifier, CLASSIFY_TEXT), "translate": direct_translate}
+        figures: dict = {"models": {f: str(m.path.relative_to(common.ROOT)) for f, m in models.items()},
+                         "translate_text": TRANSLATE_TEXT, "classify_text": CLASSIFY_TEXT}
+        expected = {}
+        for kind in ("classify", "translate"):
+            expected[kind] = requests[kind]()  # warm: model loaded, first figure drawn
+            for _ in range(3):
+                requests[kind]()
+                direct[kind]()
+            figures[kind] = {"http": _stats(_timed(requests[kind], a.requests)),
+                             "direct": _stats(_timed(direct[kind], a.requests))}
+            print(kind, figures[kind], flush=True)
+        # many at once: every answer must be the one a lone request gets
+        kinds = ["classify", "translate"] * (a.concurrent // 2)
+        start = time.perf_counter()
+        with ThreadPoolExecutor(a.concurrent) as pool:
+            answers = list(pool.map(lambda k: (k, requests[k]()), kinds))
+        wall = time.perf_counter() - start
+        # the part that must not change: the label and probabilities; the greedy output and the n-best table
+        same = [k for k, answer in answers if answer[1:3] == expected[k][1:3]]
+        figures["concurrent"] = {"requests": len(kinds), "answered_correctly": len(same), "wall_s": round(wall, 2)}
+        print("concurrent", figures["concurrent"], flush=True)
+        if a.screenshots:
+            from rnnlab.explorer.browser import check_page
+
+            check_page(url, CLASSIFY_TEXT, TRANSLATE_TEXT, screenshots=a.screenshots)
+            print(f"screenshots in {a.screenshots}", flush=True)
+    finally:
+        app.close()
+    common.record("explorer_latency", a.label, figures,
+                  f"python benchmarks/bench_explorer.py --requests {a.requests} --concurrent {a.concurrent} "
+                  f"--label {a.label!r}")
+
+
+if __name__ == "__main__":
+    main()

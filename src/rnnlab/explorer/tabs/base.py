@@ -1,0 +1,49 @@
+"""What every explorer tab provides."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from rnnlab.errors import RnnlabError
+from rnnlab.explorer.html import message
+
+log = logging.getLogger("rnnlab.explorer")
+
+
+class Tab:
+    family: str = ""
+    title: str = ""
+    example: str = ""
+
+    def load(self, path: Path) -> Any:
+        """The loaded model of a model folder."""
+        raise NotImplementedError
+
+    def side_by_side(self, model: Any, text: str) -> tuple[str, Any]:
+        """One model's answer for the side-by-side view: (HTML, a matplotlib figure or None)."""
+        raise NotImplementedError
+
+    def build(self, gr, models, cache) -> None:
+        """The tab's layout and events (called inside its gr.Tab)."""
+        raise NotImplementedError
+
+
+def guarded(fn, empty: tuple, message_index: int):
+    """Wrap an event handler: bad input (an RnnlabError) becomes a message in the page at outputs[message_index]
+    and the `empty` values in the other outputs; an unexpected error too (its traceback goes to the server's
+    log), so the page never shows a traceback and the server keeps serving."""
+    def handler(*args):
+        try:
+            return fn(*args)
+        except RnnlabError as err:
+            text = message(str(err))
+        except Exception as err:  # noqa: BLE001 - whatever breaks, the page answers and the server lives
+            log.exception("explorer: unexpected error")
+            text = message(f"internal error ({type(err).__name__}: {err}); the server's log has the details")
+        out = list(empty)
+        out[message_index] = text
+        return tuple(out)
+
+    return handler

@@ -1,0 +1,58 @@
+"""The classification tab: the label, the class probabilities and, for attention pooling, each word shaded
+by its attention weight."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rnnlab.explorer.html import message, shaded_words
+from rnnlab.explorer.tabs.base import Tab, guarded
+
+
+def classify_view(model, text: str) -> dict:
+    """What the tab shows for `text`: {"label", "probabilities", "shading" (HTML or None), "note"}."""
+    from rnnlab.tasks.classify.evaluate import classify_texts
+
+    result = classify_texts(model, [text])[0]
+    shading = shaded_words(result["attention"]) if result["attention"] is not None else None
+    notes = [result["warning"]] if result["warning"] else []
+    if shading is None:
+        notes.append(f"this model pools with `{model.info['model']['pooling']}`, not attention: no word weights")
+    return {"label": result["label"], "probabilities": result["probabilities"], "shading": shading,
+            "note": " ".join(notes)}
+
+
+class ClassifyTab(Tab):
+    family = "classify"
+    title = "Classification"
+    example = "a gripping, beautifully shot film"
+
+    def load(self, path: Path):
+        from rnnlab.tasks.classify.evaluate import load_classifier
+
+        return load_classifier(path)
+
+    def side_by_side(self, model, text: str):
+        view = classify_view(model, text)
+        probs = ", ".join(f"{name} {p:.3f}" for name, p in view["probabilities"].items())
+        body = f"<p><b>{view['label']}</b> ({probs})</p>" + (view["shading"] or message(view["note"], "note"))
+        return body, None
+
+    def build(self, gr, models, cache) -> None:
+        labels = [ref.label for ref in models.models]
+        with gr.Row():
+            text = gr.Textbox(label="Sentence", value=self.example, lines=2, scale=4, elem_id="classify-input")
+            choice = gr.Dropdown(labels, value=labels[0], label="Model", scale=2, elem_id="classify-model")
+        run = gr.Button("Classify", variant="primary", elem_id="classify-run")
+        status = gr.HTML(elem_id="classify-status")
+        label = gr.Label(label="Class probabilities", elem_id="classify-label")
+        shading = gr.HTML(label="Attention over the words", elem_id="classify-shading")
+
+        def answer(sentence: str, model_label: str):
+            view = classify_view(cache.get(models.find(model_label)), sentence)
+            return (message(view["note"], "note") if view["note"] else "", view["probabilities"],
+                    view["shading"] or "")
+
+        handler = guarded(answer, (None, None, ""), 0)
+        run.click(handler, [text, choice], [status, label, shading], api_name="classify")  # also an API route
+        text.submit(handler, [text, choice], [status, label, shading], api_visibility="private")

@@ -1,0 +1,201 @@
+"""The explorer (rnnlab.explorer): what each tab shows for an input, which models it offers, its messages for
+bad input, its host rule; and, in headless Chromium, the page itself on tiny trained models."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from rnnlab.errors import ConfigError, DataError
+from rnnlab.explorer.app import check_host
+from rnnlab.explorer.html import marked_output, shaded_words
+from rnnlab.explorer.models import ModelCache, family_models
+from rnnlab.explorer.tabs.base import guarded
+from rnnlab.explorer.tabs.seq2seq import chosen_output, translate_view
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_loopback_hosts_are_served(host):
+    assert check_host(host) in (host, "127.0.0.1")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "example.org", "::"])
+def test_other_hosts_are_refused_with_the_way_to_reach_it(host):
+    with pytest.raises(ConfigError, match="loopback address.*ssh -L"):
+        check_host(host)
+
+
+def test_shading_escapes_the_users_text_and_scales_to_the_largest_weight():
+    html = shaded_words([("<b>", 0.2), ("film", 0.8)])
+    assert "&lt;b&gt;" in html and "<b>" not in html
+    assert 'data-weight="0.8000"' in html and "rgba(255, 140, 0, 1.000)" in html and "rgba(255, 140, 0, 0.250)" in html
+    marked = marked_output(["a", "Zoë", "<x>"], {1: "Zoë"})
+    assert '<mark class="rnnlab-copied"' in marked and "&lt;x&gt;" in marked and "1 unknown word(s) copied" in marked
+
+
+def test_handlers_turn_errors_into_messages_and_never_raise():
+    def bad_input(text):
+        raise DataError("empty input: give a sentence")
+
+    def broken(text):
+        raise KeyError("oops")
+
+    assert guarded(bad_input, (None, "", 1), 0)("") == ('<div class="rnnlab-error" role="alert">empty input: give a '
+                                                        'sentence</div>', "", 1)
+    message = guarded(broken, (None,), 0)("x")[0]
+    assert "internal error (KeyError" in message and "the server&#x27;s log has the details" in message
+
+
+def _model_folder(root: Path, family: str, dataset: str, variant: str) -> Path:
+    folder = root / "models" / family / dataset / variant
+    folder.mkdir(parents=True)
+    (folder / "model.json").write_text(json.dumps({"family": family, "model": {}}), encoding="utf-8")
+    return folder
+
+
+def _params(root: Path) -> OmegaConf:
+    return OmegaConf.create({
+        "paths": {"models": "models"}, "tracking": {"tracking_uri": f"sqlite:///{root}/none.db"},
+        "classify": {"data": {"name": "tiny"}, "tracking": {"registered_model": "rnnlab-classify-tiny"}},
+        "seq2seq": {"data": {"name": "pairs"}, "tracking": {"registered_model": "rnnlab-seq2seq-pairs"}}})
+
+
+def test_models_offered_per_family_and_the_command_when_there_is_none(tmp_path):
+    for variant in ("gru-attention", "lstm-last"):
+        _model_folder(tmp_path, "classify", "tiny", variant)
+    (tmp_path / "models/classify/tiny/half-written").mkdir()  # no model.json: not offered
+    cfg = _params(tmp_path)
+    found = family_models(cfg, "classify", tmp_path)
+    assert [r.label for r in found.models] == ["gru-attention", "lstm-last"] and found.missing is None
+    assert found.find("lstm-last").path == tmp_path / "models/classify/tiny/lstm-last"
+    with pytest.raises(DataError, match="choose one of: gru-attention, lstm-last"):
+        found.find("nope")
+    none = family_models(cfg, "seq2seq", tmp_path)
+    assert none.models == [] and "`make repro-seq2seq`" in none.missing
+    assert not (tmp_path / "none.db").exists()  # looking for a champion creates no MLflow store
+    # the user's own model first; a model of another family is refused
+    mine = family_models(cfg, "classify", tmp_path, [str(tmp_path / "models/classify/tiny/lstm-last")])
+    assert mine.default.path.name == "lstm-last"
+    with pytest.raises(ConfigError, match="that is a classify model"):
+        family_models(cfg, "seq2seq", tmp_path, [str(tmp_path / "models/classify/tiny/lstm-last")])
+
+
+def test_model_cache_loads_each_folder_once(tmp_path):
+    from rnnlab.explorer.models import ModelRef
+
+    calls = []
+    cache = ModelCache({"classify": lambda path: calls.append(path) or f"model at {path}"})
+    ref = ModelRef("classify", "x", tmp_path)
+    assert cache.get(ref) == cache.get(ref) == f"model at {tmp_path}" and calls == [tmp_path]
+
+
+def test_translation_view_lists_n_best_and_draws_the_chosen_outputs_attention():
+    from test_explain import _translator
+
+    view = translate_view(_translator(unk_bias=50.0), "Mary likes tea.", beam=3, length_penalty=0.6, n_best=2)
+    assert [row[0] for row in view["n_best"]] == [1, 2] and view["greedy"]
+    marked, figure = chosen_output(view, 2)
+    assert "rnnlab-copied" in marked  # the <unk> outputs were replaced from the source, and marked
+    rows = len(view["outputs"][1]["tokens"]) + 1
+    assert [t.get_text() for t in figure.axes[0].get_yticklabels()][-1] == "<eos>"
+    assert len(figure.axes[0].get_yticklabels()) == rows
+    plain = translate_view(_translator("none"), "Tom likes tea.", beam=2, length_penalty=0.0, n_best=1)
+    assert chosen_output(plain, 1)[1] is None and "no attention" in plain["note"]
+
+
+# --------------------------------------------------------------------------- the page in a browser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def trained_project(tmp_path_factory, empty_mlflow_store):
+    """Tiny trained models of both families (2 epochs each) in a project folder with its params.yaml."""
+    from conftest import tiny_project_files
+    from rnnlab.config import compose, dump_params, family_view
+    from rnnlab.data.prepare import run_data_stage
+    from rnnlab.training.train import train
+
+    root = tmp_path_factory.mktemp("explorer-project")
+    shutil.copyfile(empty_mlflow_store, root / "mlruns.db")
+    overrides = [*tiny_project_files(root), "classify.trainer.max_epochs=2", "seq2seq.trainer.max_epochs=2",
+                 "tracking.log_model=false", "tracking.log_checkpoint=false"]
+    dump_params(root / "params.yaml", overrides)
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        for family, variants in (("classify", [("lstm", "attention")]),
+                                 ("seq2seq", [("gru", "additive"), ("gru", "none")])):
+            for stage in ("download", "tokenize", "embed"):
+                run_data_stage(family_view(compose(overrides), family), stage)
+            for cell, kind in variants:
+                key = "pooling" if family == "classify" else "attention"
+                cfg = family_view(compose([*overrides, f"{family}.model.cell={cell}", f"{family}.model.{key}={kind}"]),
+                                  family)
+                train(cfg, root / "models" / family / cfg.data.name / f"{cell}-{kind}", ["explorer-test"])
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.cost(40)
+@pytest.mark.timeout(300)
+def test_the_page_in_a_browser_shows_every_tab_at_work_and_listens_on_loopback_only(trained_project, tmp_path):
+    import psutil
+
+    from rnnlab.explorer.browser import check_page
+    from rnnlab.tracking.dashboard import browser_missing
+
+    problem = browser_missing()
+    if problem and os.environ.get("CI"):
+        pytest.fail(f"CI must run the explorer's browser test: {problem}")
+    if problem:
+        pytest.skip(problem)
+    port = _free_port()
+    log = (tmp_path / "explore.log").open("w")
+    server = subprocess.Popen([sys.executable, str(ROOT / "pipelines/explore.py"), "--port", str(port)],
+                              cwd=trained_project, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and "serving on" not in (tmp_path / "explore.log").read_text():
+            assert server.poll() is None, (tmp_path / "explore.log").read_text()
+            time.sleep(0.5)
+        time.sleep(2)
+        listening = {c.laddr for c in psutil.Process(server.pid).net_connections("inet") if c.status == "LISTEN"}
+        assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
+        facts = check_page(f"http://127.0.0.1:{port}/", "a great film", "the cat eats fish .",
+                           screenshots=tmp_path / "shots")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+    text = (tmp_path / "explore.log").read_text()
+    assert "Traceback" not in text, text
+    # classification: probabilities of both labels, one shaded span per token with the attention weights
+    assert "pos" in facts["classify"]["label"] and "neg" in facts["classify"]["label"]
+    words = facts["classify"]["words"]
+    assert [w for w, _ in words] == ["a", "great", "film"]
+    assert sum(weight for _, weight in words) == pytest.approx(1.0, abs=0.01)
+    assert facts["bad_input"].startswith("empty input")
+    # translation: an output, the n-best table and a drawn heatmap
+    assert facts["translate"]["greedy"] and "rank" in facts["translate"]["n_best"]
+    assert facts["translate"]["heatmap_size"]["width"] > 100 and facts["translate"]["heatmap_size"]["height"] > 100
+    # side by side: both translation models answered; only the attention model has a heatmap
+    assert facts["side_by_side"]["models"] == ["gru-additive", "gru-none"] and facts["side_by_side"]["heatmaps"] == 1
+    assert all(shot.stat().st_size > 20_000 for shot in facts["screenshots"])
