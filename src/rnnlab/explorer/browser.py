@@ -4,29 +4,10 @@ Needs Debian's chromium and chromedriver (`make browser`)."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from rnnlab.errors import RnnlabError
-
-
-def _driver(size: tuple[int, int]):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    from rnnlab.tracking.dashboard import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, browser_missing
-
-    problem = browser_missing()
-    if problem:
-        raise RnnlabError(problem)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="rnnlab-chromium-")
-    for flag in (*CHROMIUM_FLAGS, f"--window-size={size[0]},{size[1]}", f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options), profile
 
 
 def _wait(driver, css: str, timeout: float, what: str, count: int = 1):
@@ -84,9 +65,10 @@ def check_page(url: str, classify_text: str, translate_text: str, bad_text: str 
     "bad_input": message, "side_by_side": [...], "screenshots": [...]}."""
     from selenium.webdriver.common.by import By
 
-    driver, profile = _driver(size)
+    from rnnlab.tracking.dashboard import chromium
+
     facts: dict = {"screenshots": []}
-    try:
+    with chromium(size) as driver:
         driver.get(url)
         _wait(driver, "#classify-run, #tab-classify", timeout, "the page")
         # classification: the label's probabilities and the shaded words
@@ -124,6 +106,3 @@ def check_page(url: str, classify_text: str, translate_text: str, bad_text: str 
                                  "heatmaps": len(driver.find_elements(By.CSS_SELECTOR, "#side-plot-a img, #side-plot-b img"))}
         facts["screenshots"].append(_shot(driver, screenshots, "explorer-side-by-side.png"))
         return facts
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)

@@ -98,15 +98,11 @@ def _wait_for(driver, texts: list[str], timeout: float) -> str:
     raise RnnlabError(f"the dashboard page never showed {missing} within {timeout:.0f} s")
 
 
-def runs_page(base_url: str, experiment_id: str, expand: list[str], expect: list[str],
-              screenshot: Path | None = None, timeout: float = 60.0, size: tuple[int, int] = (1500, 900),
-              charts: bool = False) -> str:
-    """Open the experiment's runs table (`charts`: its chart view, one chart per metric over the visible
-    runs), close the assistant side panel, click the expander of each parent run named in `expand`, wait
-    until every text in `expect` is on the page; optionally save a screenshot. Returns the visible text."""
+@contextlib.contextmanager
+def chromium(size: tuple[int, int] = (1500, 900)):
+    """A headless Chromium (Selenium) with a throw-away profile; quit and removed on exit."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
 
     problem = browser_missing()
     if problem:
@@ -118,6 +114,21 @@ def runs_page(base_url: str, experiment_id: str, expand: list[str], expect: list
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def runs_page(base_url: str, experiment_id: str, expand: list[str], expect: list[str],
+              screenshot: Path | None = None, timeout: float = 60.0, size: tuple[int, int] = (1500, 900),
+              charts: bool = False) -> str:
+    """Open the experiment's runs table (`charts`: its chart view, one chart per metric over the visible
+    runs), close the assistant side panel, click the expander of each parent run named in `expand`, wait
+    until every text in `expect` is on the page; optionally save a screenshot. Returns the visible text."""
+    from selenium.webdriver.common.by import By
+
+    with chromium(size) as driver:
         driver.get(f"{base_url}/#/experiments/{experiment_id}/runs" + ("?compareRunsMode=CHART" if charts else ""))
         _wait_for(driver, expand or expect, timeout)
         for button in driver.find_elements(By.XPATH, "//button[@aria-label='Close']"):
@@ -133,9 +144,6 @@ def runs_page(base_url: str, experiment_id: str, expand: list[str], expect: list
             Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
             driver.save_screenshot(str(screenshot))
         return body
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def main(argv: list[str]) -> int:

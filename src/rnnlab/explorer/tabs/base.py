@@ -16,10 +16,14 @@ class Tab:
     family: str = ""
     title: str = ""
     example: str = ""
+    loader: str = ""  # "module:function" turning a model folder into a loaded model (imported on first use)
 
     def load(self, path: Path) -> Any:
         """The loaded model of a model folder."""
-        raise NotImplementedError
+        import importlib
+
+        module, _, function = self.loader.partition(":")
+        return getattr(importlib.import_module(module), function)(path)
 
     def side_by_side(self, model: Any, text: str) -> tuple[str, Any]:
         """One model's answer for the side-by-side view: (HTML, a matplotlib figure or None)."""

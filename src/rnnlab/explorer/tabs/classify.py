@@ -3,8 +3,6 @@ by its attention weight."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rnnlab.explorer.html import message, shaded_words
 from rnnlab.explorer.tabs.base import Tab, guarded
 
@@ -25,12 +23,8 @@ def classify_view(model, text: str) -> dict:
 class ClassifyTab(Tab):
     family = "classify"
     title = "Classification"
+    loader = "rnnlab.tasks.classify.evaluate:load_classifier"
     example = "a gripping, beautifully shot film"
-
-    def load(self, path: Path):
-        from rnnlab.tasks.classify.evaluate import load_classifier
-
-        return load_classifier(path)
 
     def side_by_side(self, model, text: str):
         view = classify_view(model, text)

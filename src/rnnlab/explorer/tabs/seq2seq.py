@@ -3,8 +3,6 @@ adjustable), the attention heatmap of the chosen output, and the unknown words c
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rnnlab.explorer.html import marked_output, message
 from rnnlab.explorer.tabs.base import Tab, guarded
 
@@ -54,12 +52,8 @@ def chosen_output(view: dict, rank: int) -> tuple[str, object]:
 class TranslateTab(Tab):
     family = "seq2seq"
     title = "Translation"
+    loader = "rnnlab.tasks.seq2seq.evaluate:load_translator"
     example = "Tom wants to eat an apple."
-
-    def load(self, path: Path):
-        from rnnlab.tasks.seq2seq.evaluate import load_translator
-
-        return load_translator(path)
 
     def side_by_side(self, model, text: str):
         d = model.decoding
