@@ -46,7 +46,8 @@ def main(argv: list[str]) -> int:
         if not 0 < args.alpha < 1:
             raise RnnlabError(f"--alpha {args.alpha}: must lie between 0 and 1, e.g. 0.05")
         where = dict(w.split("=", 1) for w in args.where)
-        name = args.comparison or f"{experiment}-{factor}"
+        # the name the sweep's own report has (rnnlab.tracking.hydra_callbacks): <comparison>-<dataset>
+        name = f"{args.comparison}-{preset['dataset']}" if args.comparison else f"{experiment}-{factor}"
         out = args.out or Path("reports/compare") / f"{name}.md"
         result = write_comparison(args.tracking_uri, experiment, factor, out, metric, where, alpha=args.alpha,
                                   command="python pipelines/compare.py " + shlex.join(argv),

@@ -23,7 +23,10 @@ from rnnlab.errors import ConfigError
 # Logged params that do not change what is trained: root keys, and keys of the run's family subtree
 # (written `<family>.<key>`, the public spelling) with the family prefix taken off.
 IGNORED_PREFIXES = ("system.", "tracking.", "paths.", "grid.", "comparison.", "hydra.")
-IGNORED_KEYS = {"out_dir", "checkpoint_dir", "seed", "trainer.progress_bar", "trainer.num_workers"}
+# trainer.num_threads: how many CPU threads ran the same computation (a sweep of single-threaded jobs beside
+# the pipeline's run); like the CPU type, it can change float rounding, not the model or the data.
+IGNORED_KEYS = {"out_dir", "checkpoint_dir", "seed", "trainer.progress_bar", "trainer.num_workers",
+                "trainer.num_threads"}
 
 
 def bookkeeping(key: str, family: str | None) -> bool:
@@ -233,7 +236,7 @@ def breakdown_lines(rows: list[dict], scale: float) -> list[str]:
         return []
     variants = list(rows[0]["variants"])
     base = variants[0]
-    lines = ["### Breakdown", "", f"Mean +- std over seeds; the differences from `{base}` are paired by seed "
+    lines = ["", "### Breakdown", "", f"Mean +- std over seeds; the differences from `{base}` are paired by seed "
              "(95% t-interval, two-sided paired t-test, not Holm-adjusted).", ""]
     lines += markdown_table(
         ["metric", *variants, *(f"{v} - {base}" for v in variants[1:])],
@@ -346,7 +349,9 @@ def write_comparison(tracking_uri: str, experiment_name: str, factor: str, out_m
         analysis = analyse(group, alpha)
         analyses.append(analysis)
         png = out_md.with_name(f"{out_md.stem}{'' if gi == 1 else f'-{gi}'}.png")
-        differing = {k: v for k, v in group.settings.items() if gi > 1 and groups[0].settings.get(k) != v}
+        keys = set(group.settings) | set(groups[0].settings)  # a key one group never logged differs too
+        differing = {k: group.settings.get(k, "(not logged)") for k in keys
+                     if gi > 1 and groups[0].settings.get(k) != group.settings.get(k)}
         heading = "Main group" if gi == 1 else "Group " + str(gi) + ": " + ", ".join(
             f"{k}={v}" for k, v in sorted(differing.items())[:6])
         lines += [f"## {heading}", ""]
@@ -403,6 +408,6 @@ def comparison_preset(name: str, dataset: str | None = None) -> dict:
         # including a local one with no conf/data/ file
         view = family_view(compose([f"experiment={name}", f"{view.family}.data.name={dataset}"]))
     comparison = view.comparison
-    return {"factor": comparison.factor, "metric": comparison.get("metric"),
+    return {"factor": comparison.factor, "metric": comparison.get("metric"), "dataset": str(view.data.name),
             "breakdown": list(comparison.get("breakdown") or []),
             "experiment": view.tracking.experiment_name, "family": view.family}
