@@ -199,3 +199,23 @@ def test_the_page_in_a_browser_shows_every_tab_at_work_and_listens_on_loopback_o
     # side by side: both translation models answered; only the attention model has a heatmap
     assert facts["side_by_side"]["models"] == ["gru-additive", "gru-none"] and facts["side_by_side"]["heatmaps"] == 1
     assert all(shot.stat().st_size > 20_000 for shot in facts["screenshots"])
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--host", "0.0.0.0"], "listens on this machine only"),
+    (["--port", "0"], "choose 1-65535"),
+    (["--params", "missing.yaml"], "missing.yaml does not exist"),
+    (["--model", "seq2seq"], "expected FAMILY=REF"),
+    (["--model", "nope=models/x"], "family='nope' is not a task family"),
+    (["--model", "classify=no/such/folder"], "does not exist"),
+])
+def test_the_command_line_refuses_bad_arguments_before_serving(argv, message, capsys, monkeypatch):
+    import importlib.util
+
+    monkeypatch.chdir(ROOT)
+    spec = importlib.util.spec_from_file_location("explore_cli", ROOT / "pipelines/explore.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err, err
