@@ -55,9 +55,9 @@ def main() -> None:
 
     from rnnlab.explorer.app import build_app, serve
     from rnnlab.explorer.models import ModelCache, family_models
-    from rnnlab.explorer.tabs import TABS
-    from rnnlab.explorer.tabs.classify import classify_view
-    from rnnlab.explorer.tabs.seq2seq import chosen_output, translate_view
+    from rnnlab.explorer.tab import tab_for
+    from rnnlab.tasks.classify.explorer_tab import classify_view
+    from rnnlab.tasks.seq2seq.explorer_tab import chosen_output, translate_view
 
     cfg = OmegaConf.load(common.ROOT / "params.yaml")
     families = {f: family_models(cfg, f, common.ROOT) for f in ("classify", "seq2seq")}
@@ -76,7 +76,7 @@ def main() -> None:
             "translate": lambda: client.predict(TRANSLATE_TEXT, models["seq2seq"].label, 5, 0.6, 3,
                                                 api_name="/translate"),
         }
-        cache = ModelCache({f: tab.load for f, tab in TABS.items()})
+        cache = ModelCache({f: tab_for(f).load for f in families})
         classifier, translator = cache.get(models["classify"]), cache.get(models["seq2seq"])
 
         def direct_translate():
@@ -108,7 +108,8 @@ def main() -> None:
         if a.screenshots:
             from rnnlab.explorer.browser import check_page
 
-            check_page(url, CLASSIFY_TEXT, TRANSLATE_TEXT, screenshots=a.screenshots)
+            check_page(url, ["classify", "seq2seq"], {"classify": CLASSIFY_TEXT, "seq2seq": TRANSLATE_TEXT},
+                       screenshots=a.screenshots)
             print(f"screenshots in {a.screenshots}", flush=True)
     finally:
         app.close()

@@ -1,8 +1,8 @@
 """The explorer: a local web page to try the trained models (`make explore`).
 
     python pipelines/explore.py                                   # http://127.0.0.1:7860, champions first
-    python pipelines/explore.py --port 7861 --model seq2seq=models/seq2seq/anki_spa_eng/lstm-none
-    python pipelines/explore.py --model classify=models:/rnnlab-classify-rotten_tomatoes@champion
+    python pipelines/explore.py --port 7861 --model FAMILY=models/<family>/<dataset>/<variant>
+    python pipelines/explore.py --model FAMILY=models:/rnnlab-<family>-<dataset>@champion
 
 A family without a trained model gets a page with the command that trains it. Only loopback addresses are
 served. Stop it with Ctrl+C.
@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         for item in args.model:
             family, sep, ref = item.partition("=")
             if not sep or not ref:
-                raise RnnlabError(f"--model {item!r}: expected FAMILY=REF, e.g. --model seq2seq=models/seq2seq/"
-                                  "anki_spa_eng/gru-additive")
+                raise RnnlabError(f"--model {item!r}: expected FAMILY=REF, e.g. --model "
+                                  "FAMILY=models/<family>/<dataset>/<variant>")
             tasks.get(family)  # a clear error for an unknown family
             chosen.setdefault(family, []).append(ref)
         families = {name: family_models(cfg, name, Path.cwd(), chosen.get(name))

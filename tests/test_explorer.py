@@ -19,8 +19,8 @@ from rnnlab.errors import ConfigError, DataError
 from rnnlab.explorer.app import check_host
 from rnnlab.explorer.html import marked_output, shaded_words
 from rnnlab.explorer.models import ModelCache, family_models
-from rnnlab.explorer.tabs.base import guarded
-from rnnlab.explorer.tabs.seq2seq import chosen_output, translate_view
+from rnnlab.explorer.tab import guarded, tab_for
+from rnnlab.tasks.seq2seq.explorer_tab import chosen_output, translate_view
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,6 +89,15 @@ def test_models_offered_per_family_and_the_command_when_there_is_none(tmp_path):
     assert mine.default.path.name == "lstm-last"
     with pytest.raises(ConfigError, match="that is a classify model"):
         family_models(cfg, "seq2seq", tmp_path, [str(tmp_path / "models/classify/tiny/lstm-last")])
+
+
+def test_every_builtin_family_has_a_tab_with_its_own_element_ids():
+    from rnnlab import tasks
+
+    tabs = [tab_for(name) for name in tasks.BUILTIN]
+    assert all(tab is not None and tab.family == name and tab.title and tab.example and tab.loader
+               for tab, name in zip(tabs, tasks.BUILTIN))
+    assert len({tab.prefix for tab in tabs}) == len(tabs) and "side" not in {tab.prefix for tab in tabs}
 
 
 def test_model_cache_loads_each_folder_once(tmp_path):
@@ -179,8 +188,8 @@ def test_the_page_in_a_browser_shows_every_tab_at_work_and_listens_on_loopback_o
         time.sleep(2)
         listening = {c.laddr for c in psutil.Process(server.pid).net_connections("inet") if c.status == "LISTEN"}
         assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
-        facts = check_page(f"http://127.0.0.1:{port}/", "a great film", "the cat eats fish .",
-                           screenshots=tmp_path / "shots")
+        facts = check_page(f"http://127.0.0.1:{port}/", ["classify", "seq2seq"],
+                           {"classify": "a great film", "seq2seq": "the cat eats fish ."}, screenshots=tmp_path / "shots")
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -194,8 +203,8 @@ def test_the_page_in_a_browser_shows_every_tab_at_work_and_listens_on_loopback_o
     assert sum(weight for _, weight in words) == pytest.approx(1.0, abs=0.01)
     assert facts["bad_input"].startswith("empty input")
     # translation: an output, the n-best table and a drawn heatmap
-    assert facts["translate"]["greedy"] and "rank" in facts["translate"]["n_best"]
-    assert facts["translate"]["heatmap_size"]["width"] > 100 and facts["translate"]["heatmap_size"]["height"] > 100
+    assert facts["seq2seq"]["greedy"] and "rank" in facts["seq2seq"]["n_best"]
+    assert facts["seq2seq"]["heatmap_size"]["width"] > 100 and facts["seq2seq"]["heatmap_size"]["height"] > 100
     # side by side: both translation models answered; only the attention model has a heatmap
     assert facts["side_by_side"]["models"] == ["gru-additive", "gru-none"] and facts["side_by_side"]["heatmaps"] == 1
     assert all(shot.stat().st_size > 20_000 for shot in facts["screenshots"])

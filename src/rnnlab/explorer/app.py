@@ -10,8 +10,7 @@ from pathlib import Path
 from rnnlab.errors import ConfigError
 from rnnlab.explorer.html import message
 from rnnlab.explorer.models import FamilyModels, ModelCache
-from rnnlab.explorer.tabs import TABS
-from rnnlab.explorer.tabs.base import guarded
+from rnnlab.explorer.tab import Tab, guarded, tab_for
 
 CSS = """
 .rnnlab-error { background: #fde2e1; border: 1px solid #e0a0a0; padding: 8px; border-radius: 4px; }
@@ -46,36 +45,38 @@ def build_app(families: dict[str, FamilyModels]):
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves this machine
     import gradio as gr
 
-    cache = ModelCache({name: tab.load for name, tab in TABS.items()})
+    tabs = {family: tab_for(family) for family in families}
+    cache = ModelCache({family: tab.load for family, tab in tabs.items() if tab is not None})
     with gr.Blocks(title="rnnlab explorer", analytics_enabled=False) as app:
         gr.Markdown("# rnnlab explorer\nType a sentence and watch the trained models handle it. Models: the "
                     "registry's champion of each family first, then every variant of the last `dvc repro`.")
         with gr.Tabs():
             for family, found in families.items():
-                tab = TABS.get(family)
+                tab = tabs[family]
                 with gr.Tab(tab.title if tab else family, elem_id=f"tab-{family}"):
                     if tab is None or found.missing:
                         _missing(gr, found if tab else None, family)
                     else:
                         tab.build(gr, found, cache)
             with gr.Tab("Side by side", elem_id="tab-side"):
-                _side_by_side(gr, families, cache)
+                _side_by_side(gr, {f: (tab, families[f]) for f, tab in tabs.items() if tab is not None}, cache)
     return app
 
 
-def _side_by_side(gr, families: dict[str, FamilyModels], cache: ModelCache) -> None:
-    usable = {f: found for f, found in families.items() if f in TABS and not found.missing}
+def _side_by_side(gr, families: dict[str, tuple[Tab, FamilyModels]], cache: ModelCache) -> None:
+    usable = {f: pair for f, pair in families.items() if not pair[1].missing}
     if not usable:
         gr.HTML(message("no trained model yet: run `make repro` first", "note"))
         return
     gr.Markdown("The same input through two models: LSTM vs GRU, attention vs none.")
     first = next(iter(usable))
-    choices = {f: [ref.label for ref in found.models] for f, found in usable.items()}
+    choices = {f: [ref.label for ref in found.models] for f, (_, found) in usable.items()}
     with gr.Row():
-        family = gr.Radio([(TABS[f].title, f) for f in usable], value=first, label="Task", elem_id="side-family")
+        family = gr.Radio([(tab.title, f) for f, (tab, _) in usable.items()], value=first, label="Task",
+                          elem_id="side-family")
         a = gr.Dropdown(choices[first], value=choices[first][0], label="Model A", elem_id="side-a")
         b = gr.Dropdown(choices[first], value=choices[first][-1], label="Model B", elem_id="side-b")
-    text = gr.Textbox(label="Input", value=TABS[first].example, elem_id="side-input")
+    text = gr.Textbox(label="Input", value=usable[first][0].example, elem_id="side-input")
     run = gr.Button("Run both", variant="primary", elem_id="side-run")
     with gr.Row():
         with gr.Column():
@@ -85,10 +86,10 @@ def _side_by_side(gr, families: dict[str, FamilyModels], cache: ModelCache) -> N
 
     def switch(name):
         return (gr.update(choices=choices[name], value=choices[name][0]),
-                gr.update(choices=choices[name], value=choices[name][-1]), TABS[name].example)
+                gr.update(choices=choices[name], value=choices[name][-1]), usable[name][0].example)
 
     def both(name, label_a, label_b, sentence):
-        tab, found = TABS[name], usable[name]
+        tab, found = usable[name]
         outputs = []
         for label in (label_a, label_b):
             body, figure = tab.side_by_side(cache.get(found.find(label)), sentence)

@@ -50,6 +50,9 @@ class TaskFamily:
     # Module whose download/tokenize/embed functions are the data stages (imported when a stage runs,
     # so that looking a family up stays cheap); a family may override the three methods instead.
     data_module: str = ""
+    # "module:Class" of the family's tab on the explorer page (rnnlab.explorer.tab.Tab), imported by the
+    # explorer only; empty: the page shows the family without one.
+    explorer_tab: str = ""
 
     # ---- configuration
     def validate(self, cfg: DictConfig) -> None:

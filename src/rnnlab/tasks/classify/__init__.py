@@ -15,6 +15,7 @@ from rnnlab.tasks.base import Built, TaskFamily
 
 class ClassifyFamily(TaskFamily):
     name = "classify"
+    explorer_tab = "rnnlab.tasks.classify.explorer_tab:ClassifyTab"  # the explorer's page tab
     description = "text classification"
     monitors = {"val_acc": "max", "val_f1": "max", "val_loss": "min"}
     compare_metrics = ("test_acc", "val_acc")

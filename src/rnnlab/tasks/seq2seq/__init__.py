@@ -17,6 +17,7 @@ from rnnlab.tasks.base import Built, TaskFamily
 
 class Seq2SeqFamily(TaskFamily):
     name = "seq2seq"
+    explorer_tab = "rnnlab.tasks.seq2seq.explorer_tab:TranslateTab"  # the explorer's page tab
     description = "sequence to sequence (translation)"
     monitors = {"val_bleu": "max", "val_loss": "min"}
     compare_metrics = ("test_bleu_beam", "val_bleu")

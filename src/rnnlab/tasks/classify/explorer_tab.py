@@ -4,7 +4,7 @@ by its attention weight."""
 from __future__ import annotations
 
 from rnnlab.explorer.html import message, shaded_words
-from rnnlab.explorer.tabs.base import Tab, guarded
+from rnnlab.explorer.tab import Tab, guarded
 
 
 def classify_view(model, text: str) -> dict:
@@ -22,6 +22,7 @@ def classify_view(model, text: str) -> dict:
 
 class ClassifyTab(Tab):
     family = "classify"
+    prefix = "classify"  # element ids: classify-input, classify-run, ...
     title = "Classification"
     loader = "rnnlab.tasks.classify.evaluate:load_classifier"
     example = "a gripping, beautifully shot film"
@@ -50,3 +51,9 @@ class ClassifyTab(Tab):
         handler = guarded(answer, (None, None, ""), 0)
         run.click(handler, [text, choice], [status, label, shading], api_name="classify")  # also an API route
         text.submit(handler, [text, choice], [status, label, shading], api_visibility="private")
+
+    def exercise(self, page, text: str) -> dict:
+        page.type_and_run(self.prefix, text)
+        words = page.wait(f"#{self.prefix}-shading span.rnnlab-word", "the shaded words")
+        return {"label": page.find(f"#{self.prefix}-label").text,
+                "words": [(w.text, float(w.get_attribute("data-weight"))) for w in words]}

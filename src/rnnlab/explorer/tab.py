@@ -1,7 +1,10 @@
-"""What every explorer tab provides."""
+"""What a task family's explorer tab provides. A family names its tab in `TaskFamily.explorer_tab`
+("module:Class", imported by the explorer only); `tab_for` finds it. A family without one gets a tab that says
+so."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,14 +17,13 @@ log = logging.getLogger("rnnlab.explorer")
 
 class Tab:
     family: str = ""
+    prefix: str = ""  # element ids of the tab: <prefix>-input, <prefix>-run, <prefix>-status, ...
     title: str = ""
-    example: str = ""
+    example: str = ""  # the input the page starts with (and the browser check types)
     loader: str = ""  # "module:function" turning a model folder into a loaded model (imported on first use)
 
     def load(self, path: Path) -> Any:
         """The loaded model of a model folder."""
-        import importlib
-
         module, _, function = self.loader.partition(":")
         return getattr(importlib.import_module(module), function)(path)
 
@@ -32,6 +34,22 @@ class Tab:
     def build(self, gr, models, cache) -> None:
         """The tab's layout and events (called inside its gr.Tab)."""
         raise NotImplementedError
+
+    def exercise(self, page, text: str) -> dict:
+        """Use the tab in a browser as a user would (page: rnnlab.explorer.browser.Page): type `text`, run it,
+        wait for the answer; returns what the page showed."""
+        raise NotImplementedError
+
+
+def tab_for(family: str) -> Tab | None:
+    """The explorer tab of a registered family, None when it has none."""
+    from rnnlab import tasks
+
+    where = getattr(tasks.get(family), "explorer_tab", None)
+    if not where:
+        return None
+    module, _, name = where.partition(":")
+    return getattr(importlib.import_module(module), name)()
 
 
 def guarded(fn, empty: tuple, message_index: int):

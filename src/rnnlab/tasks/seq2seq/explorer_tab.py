@@ -4,7 +4,7 @@ adjustable), the attention heatmap of the chosen output, and the unknown words c
 from __future__ import annotations
 
 from rnnlab.explorer.html import marked_output, message
-from rnnlab.explorer.tabs.base import Tab, guarded
+from rnnlab.explorer.tab import Tab, guarded
 
 
 def heatmap(source_tokens: list[str], output_tokens: list[str], weights, title: str):
@@ -51,6 +51,7 @@ def chosen_output(view: dict, rank: int) -> tuple[str, object]:
 
 class TranslateTab(Tab):
     family = "seq2seq"
+    prefix = "translate"  # element ids: translate-input, translate-run, ...
     title = "Translation"
     loader = "rnnlab.tasks.seq2seq.evaluate:load_translator"
     example = "Tom wants to eat an apple."
@@ -102,3 +103,10 @@ class TranslateTab(Tab):
         run.click(handler, [text, choice, beam, penalty, n_best], outputs, api_name="translate")
         text.submit(handler, [text, choice, beam, penalty, n_best], outputs, api_visibility="private")
         rank.release(guarded(choose, (None, None), 0), [state, rank], [marked, plot], api_visibility="private")
+
+    def exercise(self, page, text: str) -> dict:
+        page.type_and_run(self.prefix, text)
+        heatmap = page.wait(f"#{self.prefix}-heatmap img", "the attention heatmap")[0]
+        greedy = page.until(lambda: page.value(f"#{self.prefix}-greedy"), "the greedy output")
+        return {"greedy": greedy, "n_best": page.find(f"#{self.prefix}-nbest-table").text,
+                "heatmap_size": heatmap.size, "marked": page.find(f"#{self.prefix}-marked").text}
