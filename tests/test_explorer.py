@@ -138,12 +138,13 @@ def trained_project(tmp_path_factory, empty_mlflow_store):
     from conftest import tiny_project_files
     from rnnlab.config import compose, dump_params, family_view
     from rnnlab.data.prepare import run_data_stage
+    from rnnlab.tracking.mlflow_utils import set_champion
     from rnnlab.training.train import train
 
     root = tmp_path_factory.mktemp("explorer-project")
     shutil.copyfile(empty_mlflow_store, root / "mlruns.db")
     overrides = [*tiny_project_files(root), "classify.trainer.max_epochs=2", "seq2seq.trainer.max_epochs=2",
-                 "tracking.log_model=false", "tracking.log_checkpoint=false"]
+                 "tracking.log_checkpoint=false"]
     dump_params(root / "params.yaml", overrides)
     cwd = os.getcwd()
     os.chdir(root)
@@ -156,10 +157,27 @@ def trained_project(tmp_path_factory, empty_mlflow_store):
                 key = "pooling" if family == "classify" else "attention"
                 cfg = family_view(compose([*overrides, f"{family}.model.cell={cell}", f"{family}.model.{key}={kind}"]),
                                   family)
-                train(cfg, root / "models" / family / cfg.data.name / f"{cell}-{kind}", ["explorer-test"])
+                summary = train(cfg, root / "models" / family / cfg.data.name / f"{cell}-{kind}", ["explorer-test"])
+                if family == "classify":  # registered as the champion, as the report stage does
+                    run = summary["mlflow"]
+                    set_champion(run["tracking_uri"], str(cfg.tracking.registered_model), run["model_uri"],
+                                 run["run_id"], f"{cfg.data.name} {cell}-{kind} (val_acc 0.5)")
     finally:
         os.chdir(cwd)
     return root
+
+
+@pytest.mark.slow
+def test_the_registry_champion_comes_first_and_a_registered_version_can_be_named(trained_project, monkeypatch):
+    monkeypatch.chdir(trained_project)
+    cfg = OmegaConf.load(trained_project / "params.yaml")
+    found = family_models(cfg, "classify", trained_project)
+    assert found.default.label == "lstm-attention (champion)"
+    named = family_models(cfg, "classify", trained_project, ["models:/rnnlab-classify-tiny@champion"])
+    assert named.default.label == "models:/rnnlab-classify-tiny@champion"
+    assert (named.default.path / "model.pt").is_file() and named.default.path != found.default.path
+    with pytest.raises(DataError, match="cannot load models:/rnnlab-classify-tiny@nope"):
+        family_models(cfg, "classify", trained_project, ["models:/rnnlab-classify-tiny@nope"])
 
 
 @pytest.mark.slow

@@ -50,7 +50,7 @@ def registered_folder(uri: str, tracking_uri: str) -> Path:
     try:
         loaded = mlflow.pyfunc.load_model(uri)
     except (MlflowException, OSError) as err:
-        raise DataError(f"cannot load {uri} from {tracking_uri}: {str(err).splitlines()[0][:200]}. "
+        raise DataError(f"cannot load {uri} from {tracking_uri}: {str(err).splitlines()[0][:200].rstrip('.')}. "
                         "List the registered models on the MLflow dashboard (make ui)") from None
     return Path(loaded.unwrap_python_model().model_dir)
 
