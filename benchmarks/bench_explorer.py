@@ -113,6 +113,9 @@ def main() -> None:
             print(f"screenshots in {a.screenshots}", flush=True)
     finally:
         app.close()
+    if figures["concurrent"]["answered_correctly"] != figures["concurrent"]["requests"]:
+        sys.exit(f"error: only {figures['concurrent']['answered_correctly']} of {figures['concurrent']['requests']} "
+                 "concurrent requests got the answer a lone request gets")
     common.record("explorer_latency", a.label, figures,
                   f"python benchmarks/bench_explorer.py --requests {a.requests} --concurrent {a.concurrent} "
                   f"--label {a.label!r}")
