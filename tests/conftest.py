@@ -106,14 +106,15 @@ def tiny_translation_overrides(folder: Path, vec_path: Path, words_path: Path) -
     return [
         "seq2seq.data.name=tinypairs", "seq2seq.data.source=local", f"seq2seq.data.local.train={pairs_csv}",
         "seq2seq.data.split.val_fraction=0.1", "seq2seq.data.split.test_fraction=0.1",
-        # the length test on 4-5 word sentences: 10 of them held out as test_long
+        # the length test on 4-5 word sentences: 10 of them held out as test_long. 20 epochs: with the 88
+        # training sentences left, 12 gave greedy BLEU 45 (gru-additive), 20 gave 100 on the same split
         "seq2seq.data.length_test.min_words=4", "seq2seq.data.length_test.max_words=6",
         "seq2seq.data.length_test.sources_per_bucket=10",
         "seq2seq.embeddings.source=local", f"seq2seq.embeddings.local.vectors={vec_path}",
         f"seq2seq.embeddings.local.words={words_path}",
         "seq2seq.model.hidden_size=32", "seq2seq.model.tgt_embedding_dim=16", "seq2seq.model.dropout=0.0",
         "seq2seq.model.decoding.beam=3", "seq2seq.optim.batch_size=16", "seq2seq.optim.lr=0.01",
-        "seq2seq.optim.embedding_lr=0.01", "seq2seq.trainer.max_epochs=12", "seq2seq.trainer.patience=12",
+        "seq2seq.optim.embedding_lr=0.01", "seq2seq.trainer.max_epochs=20", "seq2seq.trainer.patience=20",
         "seq2seq.trainer.progress_bar=false",
     ]
 
