@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from pathlib import Path
 
 from rnnlab.errors import ConfigError
 from rnnlab.explorer.html import message
@@ -108,7 +107,3 @@ def serve(app, host: str, port: int, block: bool = True):
     _, url, _ = app.launch(server_name=host, server_port=int(port), share=False, prevent_thread_lock=not block,
                            quiet=not block, ssr_mode=False, css=CSS, footer_links=["api"], mcp_server=False)
     return app, url
-
-
-def project_root() -> Path:
-    return Path.cwd()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from rnnlab.errors import ConfigError, DataError, RnnlabError
+from rnnlab.errors import ConfigError, DataError
 
 
 @dataclass
@@ -55,10 +55,6 @@ def registered_folder(uri: str, tracking_uri: str) -> Path:
     return Path(loaded.unwrap_python_model().model_dir)
 
 
-def _folder_label(path: Path) -> str:
-    return path.name
-
-
 def family_models(cfg: DictConfig, family: str, root: Path, choices: list[str] | None = None) -> FamilyModels:
     """The models the explorer offers for `family` (cfg: the composed params.yaml, its family subtree)."""
     from rnnlab.predict import model_family
@@ -77,7 +73,7 @@ def family_models(cfg: DictConfig, family: str, root: Path, choices: list[str] |
     if not choices:
         champion = _champion(str(sub.tracking.registered_model), tracking_uri, folders)
     for path in folders:
-        label = _folder_label(path) + (" (champion)" if champion is not None and path == champion else "")
+        label = path.name + (" (champion)" if champion is not None and path == champion else "")
         found.models.append(ModelRef(family, label, path))
     if champion is not None:  # the champion first: the page's default
         found.models.sort(key=lambda r: not r.label.endswith("(champion)"))
@@ -115,8 +111,6 @@ class ModelCache:
             if ref.path not in self._models:
                 try:
                     self._models[ref.path] = self.loaders[ref.family](ref.path)
-                except RnnlabError:
-                    raise
                 except OSError as err:
                     raise DataError(f"cannot read the model folder {ref.path}: {err}") from None
             return self._models[ref.path]
