@@ -4,15 +4,17 @@ written here over the identical model, optimizer, schedule, gradient clipping, d
 
     .venv/bin/python benchmarks/bench_train.py --family classify            # or --family seq2seq
     .venv/bin/python benchmarks/bench_train.py --family seq2seq --precision bf16-mixed
+    python benchmarks/bench_train.py --family seq2seq --accelerator gpu --precision bf16-mixed   # on a GPU
 
 Each implementation runs in its own process (own peak RSS), alternated `--repeats` times. Throughput is
 tokens per second of the training batches (source tokens + decoder steps, padding excluded, counted
 the same way as the project's History callback): the best epoch after the first (warm-up) over all
 repeats (other load only slows epochs down), and the median epoch.
-The bare loop gets its batches collated before the clock starts, so the ratio charges Lightning with
-every data-loading and logging cost. It also reports achieved FLOP/s of the training step (RNN FLOPs
-counted analytically, all other ops by torch's FlopCounterMode, padding included since it is computed)
-as a share of this machine's measured fp32 matmul FLOP/s.
+The bare loop gets its batches collated (and, on a GPU, copied to it) before the clock starts, so the
+ratio charges Lightning with every data-loading, host-to-device and logging cost. It also reports
+achieved FLOP/s of the training step (RNN FLOPs counted analytically, all other ops by torch's
+FlopCounterMode, padding included since it is computed) as a share of this machine's measured matmul
+FLOP/s (fp32 on a CPU; on a GPU in the precision benchmarked).
 
 Needs the pipeline's data stages (`dvc repro classify_embed seq2seq_embed`).
 """
@@ -32,7 +34,7 @@ import common  # noqa: E402
 DEFAULTS = {"classify": {"epochs": 3, "batches": 0}, "seq2seq": {"epochs": 3, "batches": 120}}
 
 
-def config(task: str, epochs: int, batches: int, precision: str, extra: list[str]):
+def config(task: str, epochs: int, batches: int, precision: str, extra: list[str], accelerator: str = "cpu"):
     from rnnlab.config import load_params
 
     prefix = f"{task}."
@@ -41,6 +43,8 @@ def config(task: str, epochs: int, batches: int, precision: str, extra: list[str
              f"{prefix}trainer.progress_bar=false"]
     if batches:
         items.append(f"{prefix}trainer.limit_train_batches={batches}")
+    if accelerator == "gpu":  # conf/trainer/gpu.yaml's device settings, precision as asked
+        items += [f"{prefix}trainer.accelerator=gpu", f"{prefix}trainer.devices=1", f"{prefix}trainer.deterministic=false"]
     return load_params(common.ROOT / "params.yaml", items + list(extra))
 
 
@@ -110,9 +114,12 @@ def bare(cfg, task: str, epochs: int, batches: int, precision: str) -> dict:
     scheduler = setup["lr_scheduler"]["scheduler"] if isinstance(setup, dict) else None
     params = [p for p in model.parameters() if p.requires_grad]
     autocast = precision.startswith("bf16")
+    device = torch.device("cuda" if str(cfg.trainer.accelerator) == "gpu" else "cpu")
+    model.to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def step(batch) -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             loss = forward(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -129,9 +136,12 @@ def bare(cfg, task: str, epochs: int, batches: int, precision: str) -> dict:
         epoch_batches = [make(b) for _, b in zip(range(per_epoch), sampler)]
         tokens = sum(int(b["lengths"].sum()) + (int(b["tgt_lengths"].sum()) if "tgt_lengths" in b else 0)
                      for b in epoch_batches)
+        epoch_batches = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()} for b in epoch_batches]
+        sync()
         start = time.perf_counter()
         for batch in epoch_batches:
             step(batch)
+        sync()
         seconds.append(time.perf_counter() - start)
         rates.append(tokens / seconds[-1])
 
@@ -178,6 +188,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, help="training batches per epoch (0: all)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    ap.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
     ap.add_argument("--label", default="current")
     ap.add_argument("--worker", choices=["bare", "lightning"], help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help="extra key=value overrides of params.yaml")
@@ -185,7 +196,7 @@ def main() -> None:
     epochs = a.epochs or DEFAULTS[a.task]["epochs"]
     batches = DEFAULTS[a.task]["batches"] if a.batches is None else a.batches
     if a.worker:
-        cfg = config(a.task, epochs, batches, a.precision, a.overrides)
+        cfg = config(a.task, epochs, batches, a.precision, a.overrides, a.accelerator)
         result = bare(cfg, a.task, epochs, batches, a.precision) if a.worker == "bare" else lightning(cfg, a.task, epochs)
         common.emit(result)
         return
@@ -193,7 +204,7 @@ def main() -> None:
     import torch
 
     args = ["--family", a.task, "--epochs", str(epochs), "--batches", str(batches), "--precision", a.precision,
-            *a.overrides]
+            "--accelerator", a.accelerator, *a.overrides]
     runs: dict[str, list[dict]] = {"bare": [], "lightning": []}
     for repeat in range(a.repeats):
         for impl in ("bare", "lightning"):
@@ -205,7 +216,9 @@ def main() -> None:
     epochs_after_first = {impl: [r for run in rs for r in run["tokens_per_second"][1:]] for impl, rs in runs.items()}
     rate = {impl: max(values) for impl, values in epochs_after_first.items()}
     median_rate = {impl: common.median(values) for impl, values in epochs_after_first.items()}
-    peak = common.matmul_flops()
+    gpu = a.accelerator == "gpu"
+    peak = (common.matmul_flops(size=8192, device="cuda", dtype=torch.bfloat16 if a.precision != "32-true" else None)
+            if gpu else common.matmul_flops())
     achieved = max(run["achieved_flops"] for run in runs["bare"])  # best of the repeats, as the peak
     figures = {
         "family": a.task, "precision": a.precision, "epochs": epochs,
@@ -225,10 +238,14 @@ def main() -> None:
         "padded_token_share": round(runs["bare"][0]["padding_share"], 3),
         "torch_threads": torch.get_num_threads(),
     }
+    if gpu:
+        figures.update({"accelerator": torch.cuda.get_device_name(0), "cuda": torch.version.cuda,
+                        "cudnn": torch.backends.cudnn.version(), "torch": torch.__version__})
     command = "python benchmarks/bench_train.py " + " ".join(
-        ["--family", a.task, "--precision", a.precision, "--repeats", str(a.repeats), "--label", a.label, *a.overrides])
-    common.record(f"train_throughput_{a.task}" + ("_bf16" if a.precision != "32-true" else ""), a.label, figures,
-                  command)
+        ["--family", a.task, "--accelerator", a.accelerator, "--precision", a.precision, "--repeats", str(a.repeats),
+         "--label", a.label, *a.overrides])
+    name = f"train_throughput_{a.task}" + ("_gpu" if gpu else "") + ("_bf16" if a.precision != "32-true" else "")
+    common.record(name, a.label, figures, command)
     for key, value in figures.items():
         print(f"{key}: {value}")
 

@@ -48,6 +48,8 @@ def machine() -> dict:
 
 
 def commit() -> str:
+    if os.environ.get("RNNLAB_COMMIT"):  # a copy of the tree without .git (a rented GPU machine) names its commit
+        return os.environ["RNNLAB_COMMIT"]
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                              text=True, check=True).stdout.strip()
