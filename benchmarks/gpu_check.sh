@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU checks in one run, for a machine with a CUDA GPU (one is enough):
-#   bash benchmarks/gpu_check.sh [OUT_DIR]
+#   bash benchmarks/gpu_check.sh [OUT_DIR]        (FAMILIES="seq2seq" PRECISIONS="bf16-mixed" to benchmark less)
 # 1. tests/test_gpu.py: cuDNN kernels run and match the CPU, bf16 autocast, decoding on both devices,
 #    the pipeline's training on the GPU in bf16 and under DDP (NCCL).
 # 2. bench_train.py on the GPU, fp32 and bf16, both families: the project's Lightning training against a
@@ -29,10 +29,10 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAM
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$OUT/gpu.txt" 2>&1
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version(), torch.cuda.get_device_name(0))" | tee -a "$OUT/gpu.txt"
-step test_gpu 210 $PY -m pytest -p no:cacheprovider -q -rA tests/test_gpu.py
-for family in seq2seq classify; do
-    for precision in 32-true bf16-mixed; do
-        step "bench_${family}_${precision}" 85 $PY benchmarks/bench_train.py --family "$family" --accelerator gpu \
+step test_gpu ${TEST_LIMIT:-210} $PY -m pytest -p no:cacheprovider -q -rA tests/test_gpu.py
+for family in ${FAMILIES:-seq2seq classify}; do
+    for precision in ${PRECISIONS:-32-true bf16-mixed}; do
+        step "bench_${family}_${precision}" ${BENCH_LIMIT:-150} $PY benchmarks/bench_train.py --family "$family" --accelerator gpu \
             --precision "$precision" --repeats 1 --label gpu
     done
 done
