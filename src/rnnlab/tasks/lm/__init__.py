@@ -1,0 +1,112 @@
+"""Language model (next-word prediction): a word-level RNN/LSTM/GRU language model trained with truncated
+back-propagation through time over contiguous streams (WikiText-2 by default), scored by perplexity, used
+to rank next words and to sample continuations."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from rnnlab.config import CELLS, EMBEDDING_MODES, check_group, choice, int_in, number_in
+from rnnlab.errors import ConfigError
+from rnnlab.models.choices import OUTPUT_LAYERS, check_adaptive_cutoffs
+from rnnlab.tasks.base import Built, TaskFamily
+
+
+class LanguageModelFamily(TaskFamily):
+    name = "lm"
+    explorer_tab = "rnnlab.tasks.lm.explorer_tab:LanguageModelTab"  # the explorer's page tab
+    description = "language model (next-word prediction)"
+    monitors = {"val_ppl": "min", "val_loss": "min"}
+    compare_metrics = ("test_ppl", "val_ppl")
+    data_module = "rnnlab.tasks.lm.data"
+    data_keys = ("corpus",)
+    model_schema = {
+        "cell": choice(*CELLS), "embedding_mode": choice(*EMBEDDING_MODES), "output_layer": choice(*OUTPUT_LAYERS),
+        "tie_weights": choice(True, False), "locked_dropout": choice(True, False),
+        "embedding_dim": int_in(1, 8192), "hidden_size": int_in(1, 8192), "num_layers": int_in(1, 16),
+        "dropout": number_in(0.0, 0.95), "embedding_dropout": number_in(0.0, 0.95),
+    }
+    stream_schema = {"bptt": int_in(2, 100000), "eval_bptt": int_in(2, 100000), "variable": choice(True, False),
+                     "eval_batch_size": int_in(1, 65536)}
+    data_schema = {"max_lines_per_split": int_in(1, 10**9, optional=True)}
+
+    def validate(self, cfg: DictConfig) -> None:
+        check_group(cfg.stream, "lm.stream", self.stream_schema)
+        check_group(cfg.data, "lm.data", self.data_schema)
+        model = cfg.model
+        if model.tie_weights and model.output_layer != "full":
+            raise ConfigError("lm.model.tie_weights=true shares the embedding with a full softmax's output matrix; "
+                              "the adaptive softmax has none. Set lm.model.output_layer=full or tie_weights=false")
+        if model.output_layer == "adaptive":
+            check_adaptive_cutoffs(OmegaConf.to_container(model.adaptive_cutoffs) if model.adaptive_cutoffs else [],
+                                   int(cfg.tokenizer.max_vocab_size), "lm.tokenizer.max_vocab_size")
+        if model.embedding_mode != "random" and int(model.embedding_dim) != int(cfg.embeddings.get("dim", 50)):
+            raise ConfigError(f"lm.model.embedding_mode={model.embedding_mode} starts from {cfg.embeddings.name} "
+                              f"({cfg.embeddings.get('dim', 50)}-d), but lm.model.embedding_dim={model.embedding_dim}; "
+                              "set them equal, or embedding_mode=random")
+
+    def build(self, cfg: DictConfig) -> Built:
+        from rnnlab.data.prepare import embeddings_dir, load_matrix, tokenized_dir
+        from rnnlab.tasks.lm.data import TOKENIZER_FILE
+        from rnnlab.tasks.lm.module import LMModule, StreamDataModule
+
+        stream = cfg.stream
+        data = StreamDataModule(tokenized_dir(cfg), int(cfg.optim.batch_size), int(stream.eval_batch_size),
+                                int(stream.bptt), int(stream.eval_bptt), bool(stream.variable), int(cfg.seed))
+        vocab = data.tokenizer.get_vocab_size()
+        matrix = load_matrix(embeddings_dir(cfg), vocab) if cfg.model.embedding_mode != "random" else None
+        module = LMModule(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.optim), vocab, matrix)
+        info = {"vocab_size": vocab, "embedding_dim": int(module.model.embedding.embedding_dim),
+                "stream": OmegaConf.to_container(stream)}
+        return Built(data, module, info, [TOKENIZER_FILE])
+
+    def evaluate(self, cfg: DictConfig, model_dir: Path, metrics_path: Path, plots_dir: Path,
+                 log_to_mlflow: bool = True) -> dict:
+        from rnnlab.data.prepare import tokenized_dir
+        from rnnlab.tasks.lm.evaluate import evaluate
+
+        return evaluate(tokenized_dir(cfg), model_dir, metrics_path, plots_dir, int(cfg.stream.eval_batch_size),
+                        int(cfg.stream.eval_bptt), list(cfg.prompts), log_to_mlflow)
+
+    def describe_metrics(self, m: dict) -> str:
+        return (f"perplexity validation {m['val_ppl']:.1f}, test {m['test_ppl']:.1f} "
+                f"({m['test_tokens']:,} test tokens, {m['vocab_size']:,} words)")
+
+    def write_report(self, cfg: DictConfig, variants: list[str], folders: dict[str, Path], out: Path,
+                     stats: dict, notes: list[str]) -> list[dict]:
+        from rnnlab.tasks.lm.report import write_report
+
+        return write_report(cfg.data.name, variants, folders["metrics"], folders["models"], folders["plots"], out,
+                            stats, notes=notes)
+
+    def describe_row(self, row: dict) -> str:
+        return f"{row['variant']:>16}  perplexity validation {row['val_ppl']:.1f}  test {row['test_ppl']:.1f}"
+
+    def add_predict_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--top-k", type=int, default=None,
+                            help="next words listed (default 10); with --generate: sample among the k most likely "
+                                 "(default 0 = all)")
+        parser.add_argument("--generate", type=int, default=None, metavar="N", help="sample N words after the prompt")
+        parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
+        parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default 1 = off)")
+        parser.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same text)")
+
+    def predict(self, model_dir: Path, inputs: list[str], args: argparse.Namespace) -> list[str]:
+        from rnnlab.tasks.lm.evaluate import generate, load_lm, next_words
+
+        lm = load_lm(model_dir)
+        lines = []
+        for prompt in inputs:
+            if args.generate is not None:
+                text = generate(lm, prompt, args.generate, args.temperature, args.top_k or 0, args.top_p, args.seed)
+                lines.append(f"{prompt.strip()} {text}")
+            else:
+                ranked = next_words(lm, prompt, args.top_k if args.top_k is not None else 10)
+                lines.append("  ".join(f"{word} {p:.4f}" for word, p in ranked))
+        return lines
+
+
+FAMILY = LanguageModelFamily()

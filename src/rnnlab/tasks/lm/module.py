@@ -1,0 +1,163 @@
+"""Training pieces of the language-model family: truncated back-propagation through time (TBPTT) over
+contiguous streams, done by the project (Lightning 2 has no `truncated_bptt_steps`).
+
+The corpus (one id stream) is cut into `batch_size` equal contiguous streams, one per batch row; batch k
+holds positions [s_k, s_k + len_k) of every stream as inputs and the positions one further as targets.
+The recurrent state at the end of batch k, detached from its graph, starts batch k + 1, so information
+flows forward across the whole epoch while gradients stop at window boundaries. Each epoch visits every
+position exactly once, starting with a zero state. Window lengths are `bptt` (the last one shorter), or
+with `variable: true` drawn around `bptt` (N(bptt, 5), N(bptt/2, 5) with probability 0.05, as in
+AWD-LSTM), seeded by (seed, epoch) and rescaled to cover the stream exactly; each window's loss is then
+weighted by len/bptt, so the learning rate per token stays the same."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from rnnlab.tasks.lm.model import build_lm, detach_state
+from rnnlab.training.optim import configure_optimizers
+
+
+def stream_rows(ids: np.ndarray, rows: int, rank: int = 0, world: int = 1) -> torch.Tensor:
+    """The stream as `rows` equal contiguous rows (the tail that does not fill a column is dropped); under DDP
+    each of `world` processes takes its share of the rows (every world-th one from `rank`)."""
+    if ids.size < rows + 1:
+        raise ValueError(f"a stream of {ids.size} tokens cannot fill {rows} rows; use a smaller batch size")
+    columns = ids.size // rows
+    grid = torch.as_tensor(np.asarray(ids[: rows * columns], dtype=np.int64).reshape(rows, columns))
+    return grid[rank::world].contiguous()
+
+
+def window_lengths(total: int, bptt: int, variable: bool, seed: int) -> list[int]:
+    """Lengths of the windows that cover `total` input positions exactly once."""
+    if not variable:
+        return [bptt] * (total // bptt) + ([total % bptt] if total % bptt else [])
+    rng = np.random.default_rng(seed)
+    count = max(total // bptt, 1)
+    base = np.where(rng.random(count) < 0.95, bptt, bptt / 2)
+    draws = np.maximum(np.round(rng.normal(base, 5.0)), 5.0)
+    scaled = np.maximum(np.floor(draws * total / draws.sum()), 1).astype(int)
+    scaled[-1] += total - int(scaled.sum())  # whatever rounding left goes to the last window
+    if scaled[-1] < 1:  # (cannot happen with floor above, kept as a guard)
+        raise AssertionError("window lengths do not cover the stream")
+    return scaled.tolist()
+
+
+class Windows(Dataset):
+    """The TBPTT windows of one split: item k = {"ids": (rows, len_k), "targets": (rows, len_k), "weight"}."""
+
+    def __init__(self, grid: torch.Tensor, bptt: int, variable: bool = False, seed: int = 0):
+        self.grid, self.bptt, self.variable, self.seed = grid, int(bptt), bool(variable), int(seed)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        lengths = window_lengths(self.grid.size(1) - 1, self.bptt, self.variable, self.seed * 100_003 + epoch)
+        self.starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int)
+        self.lengths = lengths
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, k: int) -> dict:
+        s, n = int(self.starts[k]), int(self.lengths[k])
+        return {"ids": self.grid[:, s:s + n], "targets": self.grid[:, s + 1:s + 1 + n],
+                "weight": n / self.bptt, "start": s}
+
+
+class StreamDataModule(pl.LightningDataModule):
+    """Train/validation/test windows over the tokenize stage's id streams, in order (never shuffled: the
+    carried state needs consecutive windows)."""
+
+    def __init__(self, tokenized: Path, batch_size: int, eval_batch_size: int, bptt: int, eval_bptt: int,
+                 variable: bool, seed: int):
+        super().__init__()
+        from rnnlab.tasks.lm.data import load_streams
+
+        self.streams, self.tokenizer = load_streams(Path(tokenized))
+        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
+        self.bptt, self.eval_bptt, self.variable, self.seed = int(bptt), int(eval_bptt), bool(variable), int(seed)
+        self.windows: dict[str, Windows] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        for split, rows, bptt, variable in (("train", self.batch_size, self.bptt, self.variable),
+                                            ("validation", self.eval_batch_size, self.eval_bptt, False),
+                                            ("test", self.eval_batch_size, self.eval_bptt, False)):
+            self.windows[split] = Windows(stream_rows(self.streams[split], rows, rank, world), bptt, variable,
+                                          self.seed)
+
+    def _loader(self, split: str) -> DataLoader:
+        return DataLoader(self.windows[split], batch_size=None, shuffle=False)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+
+class LMModule(pl.LightningModule):
+    """Next-word cross-entropy with the state carried across windows; per-token loss and perplexity per
+    split and epoch (the validation/test figures are exact corpus averages: summed, then divided)."""
+
+    def __init__(self, model_cfg: dict, optim_cfg: dict, vocab_size: int, embeddings: np.ndarray | None = None):
+        super().__init__()
+        self.save_hyperparameters(ignore=["embeddings"])
+        self.model = build_lm(model_cfg, vocab_size, embeddings)
+        self.state = {"train": None, "val": None, "test": None}
+        self.sums = {split: [0.0, 0] for split in ("train", "val", "test")}
+
+    @staticmethod
+    def batch_tokens(batch: dict) -> int:
+        return int(batch["ids"].numel())
+
+    def _carry(self, split: str, batch: dict, batch_idx: int) -> torch.Tensor:
+        if batch_idx == 0:  # each epoch starts from a zero state at the streams' start
+            self.state[split] = None
+            self.sums[split] = [0.0, 0]
+        features, state = self.model(batch["ids"], self.state[split])
+        self.state[split] = detach_state(state)
+        nll = self.model.token_nll(features, batch["targets"])
+        self.sums[split][0] += float(nll.detach().sum())
+        self.sums[split][1] += nll.numel()
+        return nll.mean()
+
+    def _log_epoch(self, split: str) -> None:
+        total, count = self.sums[split]
+        if count:
+            loss = total / count
+            self.log(f"{split}_loss", loss, sync_dist=True)
+            self.log(f"{split}_ppl", math.exp(min(loss, 50.0)), sync_dist=True)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self._carry("train", batch, batch_idx)
+        if batch_idx == self.trainer.num_training_batches - 1:  # before History reads the epoch (see classify)
+            self._log_epoch("train")
+        return loss * float(batch["weight"])
+
+    def on_train_epoch_start(self) -> None:
+        self.trainer.datamodule.windows["train"].set_epoch(self.current_epoch)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._carry("val", batch, batch_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._carry("test", batch, batch_idx)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def configure_optimizers(self):
+        return configure_optimizers(self.model, "embedding.", self.hparams.optim_cfg, self.trainer)
