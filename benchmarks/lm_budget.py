@@ -77,7 +77,7 @@ def run(overrides: list[str], epochs: float, threads: int, probe_every: float, p
         w = windows[k]
         features, state = model(w["ids"], state)
         state = detach_state(state)
-        loss = model.token_nll(features, w["targets"]).mean() * float(w["weight"])
+        loss = model.token_nll(features, w["targets"]).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, float(cfg.trainer.gradient_clip_val))

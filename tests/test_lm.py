@@ -3,7 +3,6 @@ output layers, perplexity, next words and generation, and the pipeline on a tiny
 
 from __future__ import annotations
 
-import math
 import types
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import torch
 from conftest import ROOT, run_cmd
 from rnnlab.errors import DataError
 from rnnlab.tasks.lm.data import EOS_ID, UNK_ID, build_vocabulary, encode_lines, make_tokenizer
-from rnnlab.tasks.lm.evaluate import LanguageModel, generate, next_words, perplexity
+from rnnlab.tasks.lm.evaluate import LanguageModel, _filter, generate, next_words, perplexity
 from rnnlab.tasks.lm.model import WordLM, detach_state
 from rnnlab.tasks.lm.module import LMModule, Windows, stream_rows, window_lengths
 
@@ -49,6 +48,22 @@ def test_windows_cover_each_stream_position_exactly_once_per_epoch(variable):
     if variable:
         lengths = window_lengths(249, 7, True, 0)
         assert sum(lengths) == 249 and len(set(lengths)) > 1 and window_lengths(249, 7, True, 0) == lengths
+
+
+def test_too_short_streams_and_too_few_rows_are_clear_errors():
+    with pytest.raises(DataError, match="too few for 8 rows.*lm.stream.eval_batch_size"):
+        stream_rows(np.arange(10), 8, what="the test stream", key="lm.stream.eval_batch_size")
+    with pytest.raises(DataError, match="cannot be shared by 4 processes"):
+        stream_rows(np.arange(100), 2, 0, 4)
+
+
+def test_top_k_and_top_p_keep_the_most_likely_words():
+    log_probs = torch.tensor([0.5, 0.3, 0.15, 0.05]).log()
+    assert torch.isinf(_filter(log_probs, 2, 1.0)[2:]).all() and torch.isfinite(_filter(log_probs, 2, 1.0)[:2]).all()
+    kept = torch.isfinite(_filter(log_probs, 0, 0.7))  # 0.5 < 0.7: the second word completes the mass
+    assert kept.tolist() == [True, True, False, False]
+    assert torch.isfinite(_filter(log_probs, 0, 0.4)).tolist() == [True, False, False, False]
+    assert torch.isfinite(_filter(log_probs, 0, 1.0)).all()
 
 
 def test_ddp_ranks_take_disjoint_rows():
@@ -166,7 +181,8 @@ def test_bad_prompts_and_sampling_settings_get_clear_errors():
         next_words(lm, "   ", 3)
     with pytest.raises(DataError, match="none of the words"):
         next_words(lm, "zebra unicorn", 3)
-    for kwargs, message in (({"temperature": 0.0}, "temperature"), ({"top_p": 1.5}, "top-p"),
+    for kwargs, message in (({"temperature": 0.0}, "temperature"), ({"temperature": 1e-45}, "temperature"),
+                            ({"top_p": 1.5}, "top-p"),
                             ({"top_k": -1}, "top-k")):
         with pytest.raises(DataError, match=message):
             generate(lm, "the", 3, **kwargs)
@@ -197,14 +213,16 @@ def test_the_pipeline_trains_evaluates_and_predicts_on_a_tiny_corpus(tmp_path, e
     shutil.copyfile(empty_mlflow_store, tmp_path / "mlruns.db")
     common = ["family=lm", "lm.data.name=tiny", "lm.data.source=local", *_corpus(tmp_path),
               "lm.tokenizer.min_frequency=1", "lm.prompts=[the cat,a big]", "lm.model.hidden_size=16", "lm.model.embedding_dim=8",
-              "lm.model.output_layer=full", "lm.optim.batch_size=4", "lm.optim.lr=0.02", "lm.stream.eval_batch_size=4",
+              # the adaptive softmax, variable windows and locked dropout, through the real training
+              "lm.model.adaptive_cutoffs=[4,8]", "lm.stream.variable=true", "lm.model.locked_dropout=true",
+              "lm.optim.batch_size=4", "lm.optim.lr=0.02", "lm.stream.eval_batch_size=4",
               "lm.trainer.max_epochs=2", "lm.trainer.num_threads=1", "lm.trainer.progress_bar=false",
               f"tracking.tracking_uri=sqlite:///{tmp_path}/mlruns.db", f"tracking.artifact_location={tmp_path}/art"]
     proc = run_cmd(["python", str(ROOT / "pipelines/train.py"), *common, "hydra.run.dir=outputs/run"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     model = tmp_path / "outputs/run/model"
     summary = json.loads((model / "train_summary.json").read_text())
-    assert summary["epochs_run"] == 2 and summary["history"][1]["val_ppl"] < summary["history"][0]["train_ppl"]
+    assert summary["epochs_run"] == 2 and summary["history"][1]["val_ppl"] < summary["history"][0]["val_ppl"]
     metrics = json.loads((tmp_path / "outputs/run/metrics.json").read_text())
     assert set(metrics) >= {"val_ppl", "test_ppl", "test_tokens"} and metrics["vocab_size"] == 13
     # the grammar's own perplexity is 2 ** (4 / 8) = 1.41 (8 tokens a sentence with <eos>); uniform would be 13
@@ -220,4 +238,10 @@ def test_the_pipeline_trains_evaluates_and_predicts_on_a_tiny_corpus(tmp_path, e
     for prompt, message in (("", "empty"), ("zebra", "none of the words")):
         bad = run_cmd([*predict, prompt], tmp_path)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
-    assert math.isfinite(metrics["test_ppl"])
+    options = run_cmd([*predict, "--temperature", "0.5", "the cat"], tmp_path)
+    assert options.returncode == 2 and "--generate" in options.stderr
+    # cutoffs beyond the corpus's real vocabulary: a clear error before any training or MLflow run
+    small = run_cmd(["python", str(ROOT / "pipelines/train.py"), *common, "lm.model.adaptive_cutoffs=[4,50]",
+                     "hydra.run.dir=outputs/small"], tmp_path)
+    assert small.returncode == 2 and "adaptive_cutoffs=[4, 50]" in small.stderr, small.stderr[-2000:]
+    assert not (tmp_path / "outputs/small/model").exists()

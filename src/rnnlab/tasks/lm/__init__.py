@@ -36,17 +36,22 @@ class LanguageModelFamily(TaskFamily):
     def validate(self, cfg: DictConfig) -> None:
         check_group(cfg.stream, "lm.stream", self.stream_schema)
         check_group(cfg.data, "lm.data", self.data_schema)
+        if cfg.data.get("max_examples_per_split") is not None:
+            raise ConfigError("lm.data.max_examples_per_split: a language-model corpus is capped in lines; use "
+                              "lm.data.max_lines_per_split")
+        if cfg.tokenizer.get("lowercase"):
+            raise ConfigError("lm.tokenizer.lowercase=true is not supported: the vocabulary keeps the corpus's case "
+                              "(published WikiText perplexities do); lower-case the text files and use source=local")
         model = cfg.model
         if model.tie_weights and model.output_layer != "full":
             raise ConfigError("lm.model.tie_weights=true shares the embedding with a full softmax's output matrix; "
                               "the adaptive softmax has none. Set lm.model.output_layer=full or tie_weights=false")
+        if model.tie_weights and model.embedding_mode == "frozen":
+            raise ConfigError("lm.model.tie_weights=true with embedding_mode=frozen would freeze the output matrix "
+                              "too; use embedding_mode=finetune or random, or tie_weights=false")
         if model.output_layer == "adaptive":
             check_adaptive_cutoffs(OmegaConf.to_container(model.adaptive_cutoffs) if model.adaptive_cutoffs else [],
                                    int(cfg.tokenizer.max_vocab_size), "lm.tokenizer.max_vocab_size")
-        if model.embedding_mode != "random" and int(model.embedding_dim) != int(cfg.embeddings.get("dim", 50)):
-            raise ConfigError(f"lm.model.embedding_mode={model.embedding_mode} starts from {cfg.embeddings.name} "
-                              f"({cfg.embeddings.get('dim', 50)}-d), but lm.model.embedding_dim={model.embedding_dim}; "
-                              "set them equal, or embedding_mode=random")
 
     def build(self, cfg: DictConfig) -> Built:
         from rnnlab.data.prepare import embeddings_dir, load_matrix, tokenized_dir
@@ -57,7 +62,15 @@ class LanguageModelFamily(TaskFamily):
         data = StreamDataModule(tokenized_dir(cfg), int(cfg.optim.batch_size), int(stream.eval_batch_size),
                                 int(stream.bptt), int(stream.eval_bptt), bool(stream.variable), int(cfg.seed))
         vocab = data.tokenizer.get_vocab_size()
-        matrix = load_matrix(embeddings_dir(cfg), vocab) if cfg.model.embedding_mode != "random" else None
+        model = cfg.model
+        if model.output_layer == "adaptive":  # against the real vocabulary (a small corpus has a small one)
+            check_adaptive_cutoffs(OmegaConf.to_container(model.adaptive_cutoffs) if model.adaptive_cutoffs else [],
+                                   vocab, f"the vocabulary size of {tokenized_dir(cfg)}")
+        matrix = load_matrix(embeddings_dir(cfg), vocab) if model.embedding_mode != "random" else None
+        if matrix is not None and matrix.shape[1] != int(model.embedding_dim):
+            raise ConfigError(f"lm.model.embedding_mode={model.embedding_mode} starts from {cfg.embeddings.name}, "
+                              f"{matrix.shape[1]}-d, but lm.model.embedding_dim={model.embedding_dim}: set "
+                              f"lm.model.embedding_dim={matrix.shape[1]}, or embedding_mode=random")
         module = LMModule(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.optim), vocab, matrix)
         info = {"vocab_size": vocab, "embedding_dim": int(module.model.embedding.embedding_dim),
                 "stream": OmegaConf.to_container(stream)}
@@ -90,18 +103,26 @@ class LanguageModelFamily(TaskFamily):
                             help="next words listed (default 10); with --generate: sample among the k most likely "
                                  "(default 0 = all)")
         parser.add_argument("--generate", type=int, default=None, metavar="N", help="sample N words after the prompt")
-        parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
-        parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default 1 = off)")
-        parser.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same text)")
+        parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1)")
+        parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (default 1 = off)")
+        parser.add_argument("--seed", type=int, default=None, help="sampling seed (default 0; same seed, same text)")
 
     def predict(self, model_dir: Path, inputs: list[str], args: argparse.Namespace) -> list[str]:
+        from rnnlab.errors import DataError
         from rnnlab.tasks.lm.evaluate import generate, load_lm, next_words
 
+        sampling = {"--temperature": args.temperature, "--top-p": args.top_p, "--seed": args.seed}
+        if args.generate is None and any(v is not None for v in sampling.values()):
+            given = ", ".join(k for k, v in sampling.items() if v is not None)
+            raise DataError(f"{given} only apply to sampling: add --generate N (N words), or leave them out to list "
+                            "the most likely next words")
         lm = load_lm(model_dir)
         lines = []
         for prompt in inputs:
             if args.generate is not None:
-                text = generate(lm, prompt, args.generate, args.temperature, args.top_k or 0, args.top_p, args.seed)
+                text = generate(lm, prompt, args.generate, 1.0 if args.temperature is None else args.temperature,
+                                args.top_k or 0, 1.0 if args.top_p is None else args.top_p,
+                                0 if args.seed is None else args.seed)
                 lines.append(f"{prompt.strip()} {text}")
             else:
                 ranked = next_words(lm, prompt, args.top_k if args.top_k is not None else 10)

@@ -49,8 +49,7 @@ def perplexity(model, ids: np.ndarray, batch_size: int = 32, bptt: int = 70) -> 
     (every position but each row's first is predicted once)."""
     from rnnlab.tasks.lm.module import Windows, stream_rows
 
-    rows = min(batch_size, max(ids.size // 2, 1))
-    windows = Windows(stream_rows(ids, rows), bptt)
+    windows = Windows(stream_rows(ids, batch_size, what="the scored stream", key="lm.stream.eval_batch_size"), bptt)
     state, total, count = None, 0.0, 0
     start = time.perf_counter()
     for k in range(len(windows)):
@@ -119,8 +118,9 @@ def generate(lm: LanguageModel, prompt: str, words: int, temperature: float = 1.
 
     if words < 1:
         raise DataError(f"--generate must be at least 1 word, got {words}")
-    if not temperature > 0:
-        raise DataError(f"--temperature must be above 0 (1 = the model's distribution), got {temperature}")
+    if not temperature >= 0.01:
+        raise DataError(f"--temperature must be at least 0.01 (1 = the model's distribution; for the single most "
+                        f"likely word each time use --top-k 1), got {temperature}")
     if not 0.0 < top_p <= 1.0:
         raise DataError(f"--top-p must be in (0, 1], got {top_p}")
     if top_k < 0:
@@ -178,8 +178,9 @@ def evaluate(tokenized: Path, model_dir: Path, metrics_path: Path, plots_dir: Pa
               for split in ("validation", "test")}
     metrics = {"val_ppl": scores["validation"]["ppl"], "val_loss": scores["validation"]["loss"],
                "test_ppl": scores["test"]["ppl"], "test_loss": scores["test"]["loss"],
-               "test_tokens": scores["test"]["tokens"], "vocab_size": lm.info["vocab_size"],
-               "eval_tokens_per_second": scores["test"]["tokens_per_second"]}
+               "test_tokens": scores["test"]["tokens"], "vocab_size": lm.info["vocab_size"]}
+    # (the speed is printed, not written: outputs depend on inputs only, so a re-run changes nothing)
+    print(f"evaluate: {scores['test']['tokens_per_second']:,} tokens/s")
     samples = [{"prompt": p, "next_words": next_words(lm, p, 5),
                 "continuation": generate(lm, p, 20, temperature=0.8, top_k=50, seed=0)} for p in prompts]
     with atomic_dir(plots_dir) as tmp:

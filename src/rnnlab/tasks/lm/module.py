@@ -7,8 +7,10 @@ The recurrent state at the end of batch k, detached from its graph, starts batch
 flows forward across the whole epoch while gradients stop at window boundaries. Each epoch visits every
 position exactly once, starting with a zero state. Window lengths are `bptt` (the last one shorter), or
 with `variable: true` drawn around `bptt` (N(bptt, 5), N(bptt/2, 5) with probability 0.05, as in
-AWD-LSTM), seeded by (seed, epoch) and rescaled to cover the stream exactly; each window's loss is then
-weighted by len/bptt, so the learning rate per token stays the same."""
+AWD-LSTM), seeded by (seed, epoch) and rescaled to cover the stream exactly: the window boundaries move
+from epoch to epoch. (AWD-LSTM also scales the learning rate by len/bptt; with Adam, which normalises
+each step, every window simply gets one step.) Under DDP each process trains on its own rows and every
+process scores the whole validation stream, so validation perplexity is exact and the same everywhere."""
 
 from __future__ import annotations
 
@@ -20,15 +22,21 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from rnnlab.errors import DataError
 from rnnlab.tasks.lm.model import build_lm, detach_state
 from rnnlab.training.optim import configure_optimizers
 
 
-def stream_rows(ids: np.ndarray, rows: int, rank: int = 0, world: int = 1) -> torch.Tensor:
+def stream_rows(ids: np.ndarray, rows: int, rank: int = 0, world: int = 1, what: str = "the stream",
+                key: str = "lm.optim.batch_size") -> torch.Tensor:
     """The stream as `rows` equal contiguous rows (the tail that does not fill a column is dropped); under DDP
     each of `world` processes takes its share of the rows (every world-th one from `rank`)."""
-    if ids.size < rows + 1:
-        raise ValueError(f"a stream of {ids.size} tokens cannot fill {rows} rows; use a smaller batch size")
+    if rows < world:
+        raise DataError(f"{key}={rows} rows cannot be shared by {world} processes: each needs at least one row; "
+                        f"set {key} to {world} or more")
+    if ids.size < 2 * rows:
+        raise DataError(f"{what} has {ids.size:,} tokens, too few for {rows} rows of at least 2 tokens each; lower "
+                        f"{key} (at most {max(ids.size // 2, 1)}) or use a larger corpus")
     columns = ids.size // rows
     grid = torch.as_tensor(np.asarray(ids[: rows * columns], dtype=np.int64).reshape(rows, columns))
     return grid[rank::world].contiguous()
@@ -43,14 +51,12 @@ def window_lengths(total: int, bptt: int, variable: bool, seed: int) -> list[int
     base = np.where(rng.random(count) < 0.95, bptt, bptt / 2)
     draws = np.maximum(np.round(rng.normal(base, 5.0)), 5.0)
     scaled = np.maximum(np.floor(draws * total / draws.sum()), 1).astype(int)
-    scaled[-1] += total - int(scaled.sum())  # whatever rounding left goes to the last window
-    if scaled[-1] < 1:  # (cannot happen with floor above, kept as a guard)
-        raise AssertionError("window lengths do not cover the stream")
+    scaled[-1] += total - int(scaled.sum())  # whatever rounding left goes to the last window (>= 1: floor above)
     return scaled.tolist()
 
 
 class Windows(Dataset):
-    """The TBPTT windows of one split: item k = {"ids": (rows, len_k), "targets": (rows, len_k), "weight"}."""
+    """The TBPTT windows of one split: item k = {"ids": (rows, len_k), "targets": (rows, len_k), "start"}."""
 
     def __init__(self, grid: torch.Tensor, bptt: int, variable: bool = False, seed: int = 0):
         self.grid, self.bptt, self.variable, self.seed = grid, int(bptt), bool(variable), int(seed)
@@ -66,8 +72,7 @@ class Windows(Dataset):
 
     def __getitem__(self, k: int) -> dict:
         s, n = int(self.starts[k]), int(self.lengths[k])
-        return {"ids": self.grid[:, s:s + n], "targets": self.grid[:, s + 1:s + 1 + n],
-                "weight": n / self.bptt, "start": s}
+        return {"ids": self.grid[:, s:s + n], "targets": self.grid[:, s + 1:s + 1 + n], "start": s}
 
 
 class StreamDataModule(pl.LightningDataModule):
@@ -86,11 +91,12 @@ class StreamDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        for split, rows, bptt, variable in (("train", self.batch_size, self.bptt, self.variable),
-                                            ("validation", self.eval_batch_size, self.eval_bptt, False),
-                                            ("test", self.eval_batch_size, self.eval_bptt, False)):
-            self.windows[split] = Windows(stream_rows(self.streams[split], rows, rank, world), bptt, variable,
-                                          self.seed)
+        self.windows["train"] = Windows(stream_rows(self.streams["train"], self.batch_size, rank, world,
+                                                    "the training stream"), self.bptt, self.variable, self.seed)
+        for split in ("validation", "test"):  # every process scores the whole stream
+            self.windows[split] = Windows(stream_rows(self.streams[split], self.eval_batch_size,
+                                                      what=f"the {split} stream", key="lm.stream.eval_batch_size"),
+                                          self.eval_bptt)
 
     def _loader(self, split: str) -> DataLoader:
         return DataLoader(self.windows[split], batch_size=None, shuffle=False)
@@ -135,14 +141,16 @@ class LMModule(pl.LightningModule):
         total, count = self.sums[split]
         if count:
             loss = total / count
-            self.log(f"{split}_loss", loss, sync_dist=True)
-            self.log(f"{split}_ppl", math.exp(min(loss, 50.0)), sync_dist=True)
+            # once per epoch (on_epoch: it reaches MLflow and the History row); every process computed the
+            # validation value over the whole stream, so no averaging across processes is needed
+            self.log(f"{split}_loss", loss, on_step=False, on_epoch=True, batch_size=1)
+            self.log(f"{split}_ppl", math.exp(min(loss, 50.0)), on_step=False, on_epoch=True, batch_size=1)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self._carry("train", batch, batch_idx)
         if batch_idx == self.trainer.num_training_batches - 1:  # before History reads the epoch (see classify)
             self._log_epoch("train")
-        return loss * float(batch["weight"])
+        return loss
 
     def on_train_epoch_start(self) -> None:
         self.trainer.datamodule.windows["train"].set_epoch(self.current_epoch)
