@@ -101,6 +101,27 @@ def run(overrides: list[str], epochs: float, threads: int, probe_every: float, p
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
+def plot(path: Path, records: Path = OUT) -> None:
+    """Probe perplexity against training minutes, one line per recorded run."""
+    from rnnlab.reporting.figures import new_figure, save_figure
+
+    fig, ax = new_figure(8, 4.5)
+    for line in records.read_text(encoding="utf-8").splitlines():
+        run = json.loads(line)
+        label = " ".join(o.split("=", 1)[0].split(".")[-1] + "=" + o.split("=", 1)[1] for o in run["overrides"])
+        label = label or "defaults"
+        label += f" ({run['epochs']:g} ep, {run['threads']} thr): val {run['val_ppl']:.0f}"
+        ax.plot([c["seconds"] / 60 for c in run["curve"]], [c["probe_ppl"] for c in run["curve"]], marker=".",
+                label=label)
+    ax.set_xlabel("training minutes (probes excluded)")
+    ax.set_ylabel("perplexity on the validation probe")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    ax.set_title("WikiText-2: perplexity per CPU minute")
+    save_figure(fig, path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=float, default=1.0, help="training epochs (fractions allowed)")
@@ -109,8 +130,13 @@ def main() -> None:
     ap.add_argument("--probe-tokens", type=int, default=30000)
     ap.add_argument("--sweep", type=Path, help="a file of settings, one per line")
     ap.add_argument("--jobs", type=int, default=1, help="settings trained at once (with --sweep)")
+    ap.add_argument("--out", type=Path, default=OUT, help="the results file (JSON lines) appended to")
+    ap.add_argument("--plot", type=Path, help="draw every recorded curve of lm_budget.jsonl into this PNG and stop")
     ap.add_argument("overrides", nargs="*")
     a = ap.parse_args()
+    if a.plot:
+        plot(a.plot, a.out)
+        return
     settings = [a.overrides]
     if a.sweep:
         settings = [line.split("#")[0].split() for line in a.sweep.read_text().splitlines()]
@@ -119,7 +145,7 @@ def main() -> None:
     def one(overrides):
         result = run(overrides, a.epochs, a.threads, a.probe_every, a.probe_tokens)
         result["concurrent_jobs"] = a.jobs
-        with OUT.open("a", encoding="utf-8") as handle:
+        with a.out.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(result) + "\n")
         print(f"{' '.join(overrides) or '(defaults)'}: val ppl {result['val_ppl']:.1f} after "
               f"{result['train_seconds']:.0f} s, {result['train_tokens_per_second']:,} tok/s", flush=True)
