@@ -3,6 +3,7 @@ words and sampled continuations of fixed prompts."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rnnlab.errors import DataError
@@ -16,6 +17,7 @@ def _cell(text: str) -> str:
 
 def write_report(dataset: str, variants: list[str], metrics_dir: Path, models_dir: Path, plots_dir: Path,
                  report_md: Path, stats: dict | None = None, notes: list[str] | None = None) -> list[dict]:
+    plots_dir = Path(plots_dir)
     rows = collect(variants, Path(metrics_dir), Path(models_dir))
     for row in rows:
         summary = read_json(Path(models_dir) / row["variant"] / "train_summary.json")
@@ -42,8 +44,14 @@ def write_report(dataset: str, variants: list[str], metrics_dir: Path, models_di
         "",
     ]
     if stats:
-        lines += [f"Data: {', '.join(f'{k} {v:,}' for k, v in stats['words'].items())} words "
-                  f"({', '.join(f'{k} {v:,}' for k, v in stats['counts'].items())} lines).", ""]
+        splits = ("train", "validation", "test")
+        words = ", ".join(f"{k} {stats['words'][k]:,}" for k in splits)
+        counts = ", ".join(f"{k} {stats['counts'][k]:,}" for k in splits)
+        lines += [f"Data: {words} words ({counts} lines).", ""]
+    where = lambda r: Path(os.path.relpath(plots_dir / r["variant"] / "curve.png", Path(report_md).parent))  # noqa: E731
+    curves = " ".join(f"![{r['variant']}: perplexity per epoch]({where(r).as_posix()})" for r in rows)
+    lines += ["Learning curves (train and validation perplexity per epoch; `dvc plots show` draws the "
+              "validation curve of `curve.csv`):", "", curves, ""]
     lines += ["## Prompts", "", "The 5 most likely next words, and 20 words sampled (temperature 0.8, top-k 50, "
               "seed 0; `<unk>` never sampled) by each variant.", ""]
     for row in rows:
