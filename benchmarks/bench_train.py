@@ -121,12 +121,7 @@ def bare(cfg, task: str, epochs: int, batches: int, precision: str) -> dict:
     def step(batch) -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             loss = forward(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, float(cfg.trainer.gradient_clip_val))
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
+        common.optimizer_step(loss, optimizer, scheduler, params, float(cfg.trainer.gradient_clip_val))
         return loss
 
     rates, seconds, epoch_batches = [], [], []

@@ -84,6 +84,19 @@ def _matmul_round(size: int, seconds: float, device: str, dtype) -> float:
     return 2 * size**3 * runs / (time.perf_counter() - start)
 
 
+def optimizer_step(loss, optimizer, scheduler, params, clip: float) -> None:
+    """One step of a bare training loop as Lightning takes it: gradients, clipping by norm, optimizer,
+    then the per-step learning-rate schedule."""
+    import torch
+
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, clip)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+
+
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

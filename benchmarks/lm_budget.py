@@ -78,12 +78,7 @@ def run(overrides: list[str], epochs: float, threads: int, probe_every: float, p
         features, state = model(w["ids"], state)
         state = detach_state(state)
         loss = model.token_nll(features, w["targets"]).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, float(cfg.trainer.gradient_clip_val))
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
+        common.optimizer_step(loss, optimizer, scheduler, params, float(cfg.trainer.gradient_clip_val))
         seconds += time.perf_counter() - start
         trained += w["ids"].numel()
         step += 1
