@@ -119,6 +119,25 @@ def tiny_translation_overrides(folder: Path, vec_path: Path, words_path: Path) -
     ]
 
 
+def tiny_lm_overrides(folder: Path, vec_path: Path, words_path: Path) -> list[str]:
+    """Tiny local corpus files and the overrides that make `lm.*` train on them in seconds."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for split, n in (("train", 200), ("validation", 30), ("test", 30)):
+        lines = [f"the {rng.choice(['big', 'small'])} {rng.choice(['cat', 'dog'])} {rng.choice(['sat', 'ran'])} "
+                 f"on a {rng.choice(['mat', 'rug'])}" for _ in range(n)]
+        path = folder / f"lm-{split}.txt"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        paths.append(f"lm.data.local.{split}={path}")
+    return [
+        "lm.data.name=tinylm", "lm.data.source=local", *paths, "lm.tokenizer.min_frequency=1",
+        "lm.prompts=[the cat]", "lm.embeddings.source=local", f"lm.embeddings.local.vectors={vec_path}",
+        f"lm.embeddings.local.words={words_path}", "lm.model.hidden_size=16", "lm.model.embedding_dim=8",
+        "lm.model.output_layer=full", "lm.optim.batch_size=4", "lm.stream.eval_batch_size=4",
+        "lm.trainer.max_epochs=2", "lm.trainer.progress_bar=false",
+    ]
+
+
 def write_tiny_glove(folder: Path, dim: int = 8) -> tuple[Path, Path]:
     words = ["the", "movie", "good", "bad", "great", "awful", ".", "!", "film", "Zebra"]
     vectors = np.random.default_rng(1).normal(0, 0.5, size=(len(words), dim)).astype(np.float32)
@@ -174,6 +193,7 @@ def tiny_project_files(folder: Path) -> list[str]:
         f"tracking.tracking_uri=sqlite:///{folder}/mlruns.db",
         f"tracking.artifact_location={folder}/mlartifacts",
         *tiny_translation_overrides(folder / "inputs", vec_path, words_path),
+        *tiny_lm_overrides(folder / "inputs", vec_path, words_path),
     ]
 
 
