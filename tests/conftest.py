@@ -119,16 +119,23 @@ def tiny_translation_overrides(folder: Path, vec_path: Path, words_path: Path) -
     ]
 
 
-def tiny_lm_overrides(folder: Path, vec_path: Path, words_path: Path) -> list[str]:
-    """Tiny local corpus files and the overrides that make `lm.*` train on them in seconds."""
+def write_grammar_corpus(folder: Path, sizes: dict[str, int], prefix: str = "") -> list[str]:
+    """Sentences of a tiny grammar (2 choices at 4 of 7 positions, 11 words) as one text file per split;
+    returns the `lm.data.local.<split>=PATH` overrides."""
     rng = np.random.default_rng(0)
     paths = []
-    for split, n in (("train", 200), ("validation", 30), ("test", 30)):
+    for split, n in sizes.items():
         lines = [f"the {rng.choice(['big', 'small'])} {rng.choice(['cat', 'dog'])} {rng.choice(['sat', 'ran'])} "
                  f"on a {rng.choice(['mat', 'rug'])}" for _ in range(n)]
-        path = folder / f"lm-{split}.txt"
+        path = folder / f"{prefix}{split}.txt"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         paths.append(f"lm.data.local.{split}={path}")
+    return paths
+
+
+def tiny_lm_overrides(folder: Path, vec_path: Path, words_path: Path) -> list[str]:
+    """Tiny local corpus files and the overrides that make `lm.*` train on them in seconds."""
+    paths = write_grammar_corpus(folder, {"train": 200, "validation": 30, "test": 30}, prefix="lm-")
     return [
         "lm.data.name=tinylm", "lm.data.source=local", *paths, "lm.tokenizer.min_frequency=1",
         "lm.prompts=[the cat]", "lm.embeddings.source=local", f"lm.embeddings.local.vectors={vec_path}",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, run_cmd
+from conftest import ROOT, run_cmd, write_grammar_corpus
 from rnnlab.errors import DataError
 from rnnlab.tasks.lm.data import EOS_ID, UNK_ID, build_vocabulary, encode_lines, make_tokenizer
 from rnnlab.tasks.lm.evaluate import LanguageModel, _filter, generate, next_words, perplexity
@@ -191,17 +191,9 @@ def test_bad_prompts_and_sampling_settings_get_clear_errors():
 
 
 def _corpus(folder: Path) -> list[str]:
-    """Sentences of a tiny grammar: 2 choices at 4 of 7 positions, so a model that learns it reaches a
-    perplexity far below the 13-word vocabulary's."""
-    rng = np.random.default_rng(0)
-    paths = []
-    for split, n in (("train", 400), ("validation", 40), ("test", 40)):
-        lines = [f"the {rng.choice(['big', 'small'])} {rng.choice(['cat', 'dog'])} {rng.choice(['sat', 'ran'])} "
-                 f"on a {rng.choice(['mat', 'rug'])}" for _ in range(n)]
-        path = folder / f"{split}.txt"
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        paths.append(f"lm.data.local.{split}={path}")
-    return paths
+    """The tiny grammar's corpus: a model that learns it reaches a perplexity far below the 13-word
+    vocabulary's."""
+    return write_grammar_corpus(folder, {"train": 400, "validation": 40, "test": 40})
 
 
 @pytest.mark.slow
