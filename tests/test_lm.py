@@ -237,3 +237,74 @@ def test_the_pipeline_trains_evaluates_and_predicts_on_a_tiny_corpus(tmp_path, e
                      "hydra.run.dir=outputs/small"], tmp_path)
     assert small.returncode == 2 and "adaptive_cutoffs=[4, 50]" in small.stderr, small.stderr[-2000:]
     assert not (tmp_path / "outputs/small/model").exists()
+
+
+class Killed(Exception):
+    """Stands for a SIGKILL inside training (Lightning turns a KeyboardInterrupt into sys.exit)."""
+
+
+def _lm_prepared(tiny_project, monkeypatch, overrides: list[str]):
+    from rnnlab.config import compose, family_view, validate
+    from rnnlab.data.prepare import run_data_stage
+
+    monkeypatch.chdir(tiny_project["dir"])
+    cfg = family_view(compose([*tiny_project["overrides"], *overrides]), "lm")
+    validate(cfg)
+    for stage in ("download", "tokenize"):
+        run_data_stage(cfg, stage)
+    return cfg, tiny_project["dir"]
+
+
+@pytest.mark.slow
+@pytest.mark.cost(30)
+@pytest.mark.timeout(300)
+def test_a_run_killed_inside_epochs_resumes_at_the_same_stream_position(tiny_project, monkeypatch, capsys):
+    """Killed after window 10 of epoch 1 (last checkpoint after window 7, before any best.ckpt), then after
+    window 30 of epoch 2: each time the same command continues from the checkpoint's window with its carried
+    state, running loss and random state (dropout is on, windows are variable), and the result equals an
+    uninterrupted run's bit for bit."""
+    import json
+
+    from rnnlab.training.checkpointing import MidEpochCheckpoint
+    from rnnlab.training.train import train
+
+    cfg, work = _lm_prepared(tiny_project, monkeypatch, [
+        "lm.stream.bptt=5", "lm.stream.variable=true", "lm.model.dropout=0.3", "lm.model.locked_dropout=true",
+        "lm.trainer.max_epochs=2", "lm.trainer.checkpoint_every_n_steps=7"])
+    reference = train(cfg, work / "reference", [])
+    assert reference["epochs_run"] == 2
+    windows = 1600 // 4 // 5  # 200 lines of 8 tokens in 4 rows, windows of about 5
+    assert abs(json.loads((work / "data/tokenized/tinylm/stats.json").read_text())["splits"]["train"]["tokens"]
+               - 1600) < 10 and windows > 30
+
+    original = MidEpochCheckpoint.on_train_batch_end
+    kill_at = {(0, 10), (1, 30)}
+
+    def then_killed(self, trainer, pl_module, outputs, batch, batch_idx):
+        original(self, trainer, pl_module, outputs, batch, batch_idx)
+        if (trainer.current_epoch, batch_idx + 1) in kill_at:
+            kill_at.discard((trainer.current_epoch, batch_idx + 1))
+            raise Killed
+
+    monkeypatch.setattr(MidEpochCheckpoint, "on_train_batch_end", then_killed)
+    state = work / "ckpt/state.json"
+    with pytest.raises(Killed):  # killed inside epoch 1
+        train(cfg, work / "model", [], checkpoint_dir=work / "ckpt")
+    first = json.loads(state.read_text())
+    assert (first["epochs_done"], first["batches_done"]) == (0, 7) and not (work / "model").exists()
+    capsys.readouterr()
+    with pytest.raises(Killed):  # resumes inside epoch 1, killed inside epoch 2
+        train(cfg, work / "model", [], checkpoint_dir=work / "ckpt")
+    assert "(epoch 0 done, and 7 training batches of epoch 1)" in capsys.readouterr().out
+    second = json.loads(state.read_text())
+    assert (second["epochs_done"], second["batches_done"]) == (1, 28)
+    resumed = train(cfg, work / "model", [], checkpoint_dir=work / "ckpt")
+    assert "(epoch 1 done, and 28 training batches of epoch 2)" in capsys.readouterr().out
+    assert resumed["resumed"] and resumed["epochs_run"] == 2
+    assert resumed["mlflow"]["run_id"] == first["mlflow_run_id"]  # one MLflow run across the three processes
+    a, b = (torch.load(work / f"{name}/model.pt", weights_only=True) for name in ("reference", "model"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for key in ("train_loss", "val_ppl"):  # the running training loss covers the whole epoch too
+        assert [row[key] for row in resumed["history"]] == [row[key] for row in reference["history"]], key
+    # the epochs' wall time counts the time before each checkpoint, not the time between the processes
+    assert all(0 < row["epoch_seconds"] < 60 for row in resumed["history"]), resumed["history"]

@@ -152,6 +152,28 @@ def test_cpu_without_bf16_lstm_is_refused_before_any_run_or_output(prepared, mon
     assert len(mlflow.search_runs(search_all_experiments=True)) == before
 
 
+def test_step_checkpoints_on_a_family_with_shuffled_batches_are_refused_before_any_run(prepared):
+    """Classification shuffles its batches each epoch, so it cannot resume inside one: asking for step
+    checkpoints there is a clear error (what is wrong, the fix) before any MLflow run or output."""
+    import mlflow
+
+    from rnnlab.errors import ConfigError
+
+    cfg, work = prepared
+    cfg.trainer.checkpoint_every_n_steps = 5
+    validate(cfg)
+    mlflow.set_tracking_uri(cfg.tracking.tracking_uri)
+    before = len(mlflow.search_runs(search_all_experiments=True))
+    with pytest.raises(ConfigError, match=r"classify.trainer.checkpoint_every_n_steps=5: .*shuffled.*"
+                                          r"set classify.trainer.checkpoint_every_n_steps=0"):
+        train(cfg, work / "refused", [], checkpoint_dir=work / "ckpt")
+    assert not (work / "refused").exists() and not list((work / "ckpt").glob("*.ckpt"))
+    assert len(mlflow.search_runs(search_all_experiments=True)) == before
+    cfg.trainer.checkpoint_every_n_steps = -1
+    with pytest.raises(ConfigError, match=r"checkpoint_every_n_steps"):
+        validate(cfg)
+
+
 def test_same_seed_gives_identical_weights(prepared):
     cfg, work = prepared
     cfg.trainer.max_epochs = 1

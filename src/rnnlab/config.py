@@ -97,7 +97,8 @@ OPTIM_SCHEMA: Schema = {"scheduler": choice("none", "cosine"), "lr": number_in(1
 TRAINER_SCHEMA: Schema = {"precision": choice("32-true", "32", "bf16-mixed", "16-mixed"),
                           "max_epochs": int_in(1, 10000), "min_epochs": int_in(0, 10000),
                           "patience": int_in(0, 10000), "devices": int_in(1, 4096), "num_nodes": int_in(1, 4096),
-                          "gradient_clip_val": number_in(0.0, 1e6, optional=True)}
+                          "gradient_clip_val": number_in(0.0, 1e6, optional=True),
+                          "checkpoint_every_n_steps": int_in(0, 10**9, optional=True)}
 
 
 TRACKING_URI_FORMS = ("sqlite:///<file>.db", "http://<host>:<port>", "https://<host>", "postgresql://...",

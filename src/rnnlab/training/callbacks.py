@@ -19,6 +19,16 @@ class History(pl.Callback):
         self.train_seconds = 0.0
         self._start = self._last_batch_end = 0.0
         self._epoch_tokens = 0
+        self._restored_epoch: tuple[int, float] | None = None  # (tokens, seconds) of an epoch resumed inside
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from rnnlab.training.checkpointing import resuming_mid_epoch
+
+        restored, self._restored_epoch = self._restored_epoch, None
+        if restored and resuming_mid_epoch(trainer):  # (no on_train_epoch_start for an epoch restored inside)
+            self._start = self._last_batch_end = time.perf_counter()
+            self._epoch_tokens = restored[0]  # the epoch's tokens and time before the checkpoint count
+            self._start -= restored[1]
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = self._last_batch_end = time.perf_counter()
@@ -32,11 +42,14 @@ class History(pl.Callback):
 
     def state_dict(self) -> dict:
         """Saved in checkpoints, so a resumed run's history and throughput cover every epoch."""
-        return {"rows": self.rows, "tokens": self.tokens, "train_seconds": self.train_seconds}
+        return {"rows": self.rows, "tokens": self.tokens, "train_seconds": self.train_seconds,
+                "epoch_tokens": self._epoch_tokens, "epoch_seconds": self._last_batch_end - self._start}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.rows = list(state_dict["rows"])
         self.tokens, self.train_seconds = int(state_dict["tokens"]), float(state_dict["train_seconds"])
+        if "epoch_tokens" in state_dict:  # used only when the checkpoint was taken inside an epoch
+            self._restored_epoch = (int(state_dict["epoch_tokens"]), float(state_dict["epoch_seconds"]))
 
     @property
     def seconds(self) -> list[float]:

@@ -4,7 +4,10 @@ guard against non-finite losses.
 A training run with a persistent checkpoint folder (the DVC stage's `checkpoint_dir=checkpoints/...`, a
 folder DVC does not manage, so it survives re-runs) keeps there:
 - `resume.ckpt`  the full trainer state at the end of the last finished epoch (weights, optimizer,
-                 scheduler, loop counters, early stopping, best-checkpoint and history callbacks);
+                 scheduler, loop counters, early stopping, best-checkpoint and history callbacks), or,
+                 with `trainer.checkpoint_every_n_steps` on a family whose training data can resume
+                 inside an epoch, at the last such step (plus the data position, the family's carried
+                 state and torch's random state);
 - `best.ckpt`    the best epoch so far by the task's monitor;
 - `state.json`   the configuration fingerprint, the MLflow run id and the status (running | finished).
 Started again with the same configuration after a kill, training continues from `resume.ckpt` in the
@@ -31,7 +34,7 @@ from rnnlab.io import read_json, save_torch, write_json
 
 RESUME_NAME, BEST_NAME, STATE_NAME = "resume", "best", "state.json"
 # Keys that do not change what is trained (display, tracking destination, where outputs go).
-FINGERPRINT_IGNORED = ("trainer.progress_bar", "tracking", "checkpoint_dir", "out_dir", "paths")
+FINGERPRINT_IGNORED = ("trainer.progress_bar", "trainer.checkpoint_every_n_steps", "tracking", "checkpoint_dir", "out_dir", "paths")
 
 
 class TrainingDiverged(RnnlabError):
@@ -98,6 +101,7 @@ class CheckpointFolder:
         self.resume_path: Path | None = None
         self.run_id: str | None = None
         self.abandoned_run_id: str | None = None  # the run of a damaged resume state (to be marked FAILED)
+        self.progress: dict[str, int] = {"epochs_done": 0}  # how far the resumed checkpoint got
         self.message = ""
         self._lock_file = None
 
@@ -163,7 +167,9 @@ class CheckpointFolder:
             return self
         self.run_id = state.get("mlflow_run_id")
         if self.checkpoint(RESUME_NAME).is_file():
-            damage = {name: _loads(self.checkpoint(name)) for name in (RESUME_NAME, BEST_NAME)}
+            # (a checkpoint inside the first epoch comes before any validation, so before any best.ckpt)
+            needed = (RESUME_NAME, BEST_NAME) if state.get("epochs_done", 1) else (RESUME_NAME,)
+            damage = {name: _loads(self.checkpoint(name)) for name in needed}
             damage = {name: why for name, why in damage.items() if why}
             if damage:  # truncated by a full disk, deleted by hand, ...: set aside, never resumed
                 aside = self._set_aside()
@@ -173,7 +179,10 @@ class CheckpointFolder:
                     "training restarts from the first epoch in a new MLflow run")
                 return self
             self.resume_path = self.checkpoint(RESUME_NAME)
-            self.message = (f"resuming from {self.resume_path} (epoch {state.get('epochs_done', '?')} done), "
+            self.progress = {k: int(state[k]) for k in ("epochs_done", "batches_done") if state.get(k) is not None}
+            inside = (f", and {state['batches_done']} training batches of epoch {state['epochs_done'] + 1}"
+                      if state.get("batches_done") else "")
+            self.message = (f"resuming from {self.resume_path} (epoch {state.get('epochs_done', '?')} done{inside}), "
                             f"MLflow run {self.run_id}")
         else:  # killed during the first epoch: start over, in the same MLflow run
             self._clear()
@@ -235,6 +244,56 @@ class ResumeCheckpoint(pl.callbacks.ModelCheckpoint):
         super().on_train_epoch_end(trainer, pl_module)
         if trainer.is_global_zero:
             self.checkpoint_folder.write_state("running", self.run_id, epochs_done=trainer.current_epoch + 1)
+
+
+def resuming_mid_epoch(trainer: pl.Trainer) -> bool:
+    """True while a run restored from a checkpoint taken inside an epoch finishes that epoch (Lightning's
+    fit loop is `restarting` only when the restored epoch was unfinished)."""
+    return bool(trainer.fit_loop.restarting)
+
+
+class MidEpochCheckpoint(pl.Callback):
+    """`resume.ckpt` every `every` training batches inside an epoch too (the epoch-end one stays with
+    ResumeCheckpoint), for families whose training data resumes inside an epoch: their data module says
+    `resumes_mid_epoch = True` and its train loader keeps its position in its state_dict, so Lightning
+    restores it. Torch's random state goes into the checkpoint as well and is restored when training
+    restarts inside the epoch, so the rest of the epoch draws the same dropout masks as an uninterrupted run."""
+
+    def __init__(self, folder: CheckpointFolder, run_id: str | None, every: int):
+        self.checkpoint_folder, self.run_id, self.every = folder, run_id, int(every)
+        self._restored: dict | None = None
+
+    @property
+    def state_key(self) -> str:
+        return "MidEpochCheckpoint"
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"cpu_rng": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored = state_dict
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # (Lightning does not call on_train_epoch_start for an epoch it restores inside, so EpochSeed does not
+        # run then either: this state is the one the uninterrupted run had after the checkpoint's batch)
+        restored, self._restored = self._restored, None
+        if restored and resuming_mid_epoch(trainer):
+            torch.set_rng_state(restored["cpu_rng"])
+            if "cuda_rng" in restored and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(restored["cuda_rng"])
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        done = batch_idx + 1
+        if done % self.every or done >= trainer.num_training_batches:  # the epoch's end has its own
+            return
+        trainer.save_checkpoint(self.checkpoint_folder.checkpoint(RESUME_NAME), weights_only=False)  # (every rank: a collective)
+        if trainer.is_global_zero:
+            self.checkpoint_folder.write_state("running", self.run_id, epochs_done=trainer.current_epoch,
+                                               batches_done=done)
 
 
 class EpochSeed(pl.Callback):

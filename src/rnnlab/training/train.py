@@ -167,6 +167,21 @@ def build_trainer(cfg: DictConfig, **kwargs):
             "Fix the named key, or pick a preset with trainer=cpu|gpu|ddp.") from None
 
 
+def check_mid_epoch_checkpoints(cfg: DictConfig, datamodule) -> int:
+    """`trainer.checkpoint_every_n_steps` (0: checkpoints at epoch ends only), checked against what the
+    family's data can do: resuming inside an epoch needs a data module that restores its position."""
+    key = f"{cfg.family}.trainer.checkpoint_every_n_steps"
+    value = cfg.trainer.get("checkpoint_every_n_steps") or 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{key}={value!r}: expected a whole number of training batches >= 0 (0 = checkpoints "
+                          "at the end of each epoch only)")
+    if value and not getattr(datamodule, "resumes_mid_epoch", False):
+        raise ConfigError(f"{key}={value}: the {cfg.family} family's training batches are shuffled each epoch and "
+                          "cannot resume inside one, so checkpoints are taken at epoch ends only; set "
+                          f"{key}=0")
+    return int(value)
+
+
 class TrainingStopped(RnnlabError):
     """SIGTERM (a user, a scheduler, or the watchdog after the parent `dvc` died) stopped the training."""
 
@@ -263,6 +278,7 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
     built = family.build(cfg)
     check_accelerator(cfg)
     check_precision(cfg, built.module.model)
+    every = check_mid_epoch_checkpoints(cfg, built.datamodule)
     params = sum(p.numel() for p in built.module.model.parameters())
     trainable = sum(p.numel() for p in built.module.model.parameters() if p.requires_grad)
 
@@ -271,7 +287,7 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
     folder = CheckpointFolder(ckpt_dir, fingerprint(OmegaConf.to_container(cfg, resolve=True), built.info))
     if not temporary and _is_rank_zero():
         folder.lock()  # one training per checkpoint folder; released when this process ends, however it ends
-    hint = ("The last good checkpoint (end of the last finished epoch) is kept in "
+    hint = ("The last good checkpoint (end of the last finished epoch, or the last step checkpoint) is kept in "
             f"{ckpt_dir}; the same command resumes from it." if not temporary else "")
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_stopped(hint)) if main_thread else None
@@ -279,7 +295,7 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
 
     rendezvous = prepare_local_rendezvous() if uses_local_ddp(cfg) else None
     try:
-        return _train(cfg, out_dir, overrides, folder, temporary, family, built, params, trainable, hint)
+        return _train(cfg, out_dir, overrides, folder, temporary, family, built, params, trainable, hint, every)
     finally:
         finish_local_rendezvous(rendezvous)
         folder.unlock()
@@ -289,7 +305,7 @@ def train(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None,
             shutil.rmtree(ckpt_dir, ignore_errors=True)
 
 
-def _train(cfg, out_dir, overrides, folder, temporary, family, built, params, trainable, hint) -> dict:
+def _train(cfg, out_dir, overrides, folder, temporary, family, built, params, trainable, hint, every) -> dict:
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
@@ -297,7 +313,7 @@ def _train(cfg, out_dir, overrides, folder, temporary, family, built, params, tr
     from rnnlab.tracking.mlflow_utils import TrackingError, flatten, log_model_folder, make_logger, run_tags, system_info
     from rnnlab.training.callbacks import History
     from rnnlab.training.checkpointing import (BEST_NAME, AtomicCheckpointIO, EpochSeed, FiniteLoss,
-                                               ResumeCheckpoint)
+                                               MidEpochCheckpoint, ResumeCheckpoint)
 
     ckpt_dir = folder.folder
     data, module, task_info, tokenizer_files = built.datamodule, built.module, built.info, built.tokenizer_files
@@ -329,7 +345,7 @@ def _train(cfg, out_dir, overrides, folder, temporary, family, built, params, tr
             logger.safely("tag the resumed run", lambda: logger.experiment.set_tag(
                 logger.run_id, "resumed_from", str(folder.resume_path or "start")))
         if not temporary and logger.run_id is not None:
-            folder.write_state("running", logger.run_id, epochs_done=0)
+            folder.write_state("running", logger.run_id, **folder.progress)
 
         monitor = cfg.monitor
         mode = family.monitors[monitor]
@@ -341,6 +357,8 @@ def _train(cfg, out_dir, overrides, folder, temporary, family, built, params, tr
         callbacks = [EpochSeed(int(cfg.seed)), FiniteLoss(hint, cfg.family), checkpoint, early, history, *bar_callbacks]
         if not temporary:
             callbacks.append(ResumeCheckpoint(folder, logger.run_id))
+            if every:
+                callbacks.append(MidEpochCheckpoint(folder, logger.run_id, every))
         trainer = build_trainer(
             cfg, num_sanity_val_steps=0, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()],
             enable_progress_bar=enable_bar, enable_model_summary=False, log_every_n_steps=10,

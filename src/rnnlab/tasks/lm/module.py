@@ -10,7 +10,11 @@ with `variable: true` drawn around `bptt` (N(bptt, 5), N(bptt/2, 5) with probabi
 AWD-LSTM), seeded by (seed, epoch) and rescaled to cover the stream exactly: the window boundaries move
 from epoch to epoch. (AWD-LSTM also scales the learning rate by len/bptt; with Adam, which normalises
 each step, every window simply gets one step.) Under DDP each process trains on its own rows and every
-process scores the whole validation stream, so validation perplexity is exact and the same everywhere."""
+process scores the whole validation stream, so validation perplexity is exact and the same everywhere.
+
+Training resumes inside an epoch (with `trainer.checkpoint_every_n_steps`): the train loader's position
+(epoch, windows done) and the module's carried state and running loss go into every checkpoint, so a run
+killed after window k continues at window k + 1 from the state window k left, as if never stopped."""
 
 from __future__ import annotations
 
@@ -75,9 +79,44 @@ class Windows(Dataset):
         return {"ids": self.grid[:, s:s + n], "targets": self.grid[:, s + 1:s + 1 + n], "start": s}
 
 
+class WindowLoader:
+    """The training windows of one epoch in order, resumable inside an epoch. Its state_dict (epoch, windows
+    done: the module counts them, since Lightning fetches one window ahead) goes into checkpoints, and
+    Lightning hands it back to `load_state_dict` when it restores a checkpoint taken inside an epoch."""
+
+    def __init__(self, windows: Windows):
+        self.windows, self.epoch, self.done, self._start = windows, 0, 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.windows.set_epoch(epoch)
+            self.epoch, self.done = epoch, 0
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __iter__(self):
+        start, self._start = self._start, 0
+        for k in range(start, len(self.windows)):
+            yield self.windows[k]
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "done": self.done}
+
+    def load_state_dict(self, state: dict) -> None:
+        epoch, done = int(state["epoch"]), int(state["done"])
+        if done >= len(self.windows):  # that epoch was complete: the next one starts at its first window
+            epoch, done = epoch + 1, 0
+        self.set_epoch(epoch)
+        self.done = self._start = done
+
+
 class StreamDataModule(pl.LightningDataModule):
     """Train/validation/test windows over the tokenize stage's id streams, in order (never shuffled: the
-    carried state needs consecutive windows)."""
+    carried state needs consecutive windows). Its state is the train loader's position, restored before
+    the first window is fetched (whether the checkpoint was taken at an epoch's end or inside one)."""
+
+    resumes_mid_epoch = True
 
     def __init__(self, tokenized: Path, batch_size: int, eval_batch_size: int, bptt: int, eval_bptt: int,
                  variable: bool, seed: int):
@@ -88,9 +127,14 @@ class StreamDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.bptt, self.eval_bptt, self.variable, self.seed = int(bptt), int(eval_bptt), bool(variable), int(seed)
         self.windows: dict[str, Windows] = {}
+        self.train_loader: WindowLoader | None = None
+        self._restored: dict | None = None
 
     def setup(self, stage: str | None = None) -> None:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        if self.batch_size % world:  # the carried state is gathered across processes in checkpoints
+            raise DataError(f"lm.optim.batch_size={self.batch_size} rows cannot be shared evenly by {world} "
+                            f"processes; use a multiple of {world}")
         self.windows["train"] = Windows(stream_rows(self.streams["train"], self.batch_size, rank, world,
                                                     "the training stream"), self.bptt, self.variable, self.seed)
         for split in ("validation", "test"):  # every process scores the whole stream
@@ -101,8 +145,18 @@ class StreamDataModule(pl.LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         return DataLoader(self.windows[split], batch_size=None, shuffle=False)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
+    def train_dataloader(self) -> WindowLoader:
+        self.train_loader = WindowLoader(self.windows["train"])
+        if self._restored is not None:
+            self.train_loader.load_state_dict(self._restored)
+            self._restored = None
+        return self.train_loader
+
+    def state_dict(self) -> dict:
+        return self.train_loader.state_dict() if self.train_loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._restored = dict(state_dict) if state_dict else None
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("validation")
@@ -130,7 +184,11 @@ class LMModule(pl.LightningModule):
         if batch_idx == 0:  # each epoch starts from a zero state at the streams' start
             self.state[split] = None
             self.sums[split] = [0.0, 0]
-        features, state = self.model(batch["ids"], self.state[split])
+        state = self.state[split]
+        if state is not None and state[0][0].device != batch["ids"].device:  # restored from a checkpoint
+            state = [tuple(t.to(batch["ids"].device) for t in s) if isinstance(s, tuple)
+                     else s.to(batch["ids"].device) for s in state]
+        features, state = self.model(batch["ids"], state)
         self.state[split] = detach_state(state)
         nll = self.model.token_nll(features, batch["targets"])
         self.sums[split][0] += float(nll.detach().sum())
@@ -146,14 +204,48 @@ class LMModule(pl.LightningModule):
             self.log(f"{split}_loss", loss, on_step=False, on_epoch=True, batch_size=1)
             self.log(f"{split}_ppl", math.exp(min(loss, 50.0)), on_step=False, on_epoch=True, batch_size=1)
 
+    def _train_loader(self) -> WindowLoader | None:
+        return getattr(getattr(self.trainer, "datamodule", None), "train_loader", None)
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self._carry("train", batch, batch_idx)
-        if batch_idx == self.trainer.num_training_batches - 1:  # before History reads the epoch (see classify)
+        loader = self._train_loader()
+        last = batch_idx == self.trainer.num_training_batches - 1
+        if loader is not None:  # (the last batch completes the epoch, also when limit_train_batches cuts it)
+            loader.done = len(loader) if last else batch_idx + 1
+        if last:  # before History reads the epoch (see classify)
             self._log_epoch("train")
         return loss
 
     def on_train_epoch_start(self) -> None:
-        self.trainer.datamodule.windows["train"].set_epoch(self.current_epoch)
+        self._train_loader().set_epoch(self.current_epoch)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The carried training state and running loss (gathered from every process under DDP), so a run
+        restored from a checkpoint inside an epoch continues from them."""
+        state, (total, count) = self.state["train"], self.sums["train"]
+        layers = [] if state is None else [list(s) if isinstance(s, tuple) else [s] for s in state]
+        sums = torch.tensor([total, float(count)], dtype=torch.float64)
+        world = self.trainer.world_size
+        if world > 1:  # (every process saves: the gathers are collective)
+            layers = [[self.all_gather(t).cpu() for t in layer] for layer in layers]
+            sums = self.all_gather(sums).cpu()
+        checkpoint["lm_carry"] = {"world": world, "layers": [[t.cpu() for t in layer] for layer in layers],
+                                  "sums": sums.cpu()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        carry = checkpoint.get("lm_carry")
+        if not carry:
+            return
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        if int(carry["world"]) != world:
+            raise DataError(f"the checkpoint was taken with {carry['world']} training processes and this run has "
+                            f"{world}; resume with the same lm.trainer.devices")
+        pick = (lambda t: t[rank]) if world > 1 else (lambda t: t)
+        layers = [[pick(t) for t in layer] for layer in carry["layers"]]
+        self.state["train"] = [tuple(layer) if len(layer) == 2 else layer[0] for layer in layers] or None
+        sums = pick(carry["sums"])
+        self.sums["train"] = [float(sums[0]), int(sums[1])]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._carry("val", batch, batch_idx)
