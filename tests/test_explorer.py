@@ -134,7 +134,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def trained_project(tmp_path_factory, empty_mlflow_store):
-    """Tiny trained models of both families (2 epochs each) in a project folder with its params.yaml."""
+    """Tiny trained models of every family (2 epochs each) in a project folder with its params.yaml."""
     from conftest import tiny_project_files
     from rnnlab.config import compose, dump_params, family_view
     from rnnlab.data.prepare import run_data_stage
@@ -162,6 +162,10 @@ def trained_project(tmp_path_factory, empty_mlflow_store):
                     run = summary["mlflow"]
                     set_champion(run["tracking_uri"], str(cfg.tracking.registered_model), run["model_uri"],
                                  run["run_id"], f"{cfg.data.name} {cell}-{kind} (val_acc 0.5)")
+        lm = family_view(compose(overrides), "lm")  # the next-word model on the tiny grammar corpus
+        for stage in ("download", "tokenize"):
+            run_data_stage(lm, stage)
+        train(lm, root / "models" / "lm" / lm.data.name / "lstm", ["explorer-test"])
     finally:
         os.chdir(cwd)
     return root
@@ -206,8 +210,9 @@ def test_the_page_in_a_browser_shows_every_tab_at_work_and_listens_on_loopback_o
         time.sleep(2)
         listening = {c.laddr for c in psutil.Process(server.pid).net_connections("inet") if c.status == "LISTEN"}
         assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
-        facts = check_page(f"http://127.0.0.1:{port}/", ["classify", "seq2seq"],
-                           {"classify": "a great film", "seq2seq": "the cat eats fish ."}, screenshots=tmp_path / "shots")
+        facts = check_page(f"http://127.0.0.1:{port}/", ["classify", "lm", "seq2seq"],
+                           {"classify": "a great film", "seq2seq": "the cat eats fish .", "lm": "the big cat"},
+                           screenshots=tmp_path / "shots")
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -223,6 +228,15 @@ def test_the_page_in_a_browser_shows_every_tab_at_work_and_listens_on_loopback_o
     # translation: an output, the n-best table and a drawn heatmap
     assert facts["seq2seq"]["greedy"] and "rank" in facts["seq2seq"]["n_best"]
     assert facts["seq2seq"]["heatmap_size"]["width"] > 100 and facts["seq2seq"]["heatmap_size"]["height"] > 100
+    # next word: the bars are the model's 10 most likely words after the prompt, most likely first
+    from rnnlab.tasks.lm.evaluate import load_lm, next_words
+
+    expected = next_words(load_lm(next((trained_project / "models/lm").glob("*/lstm"))), "the big cat", 10)
+    shown = facts["lm"]["label"].split("\n")[1:]  # "Next word probabilities", the top word, then word / %
+    assert shown[0] == expected[0][0] and shown[1::2] == [w for w, _ in expected], (shown, expected)
+    assert [int(p.rstrip("%")) for p in shown[2::2]] == [round(100 * p) for _, p in expected]
+    sampled = facts["lm"]["continuation"]  # the tab's default 30 sampled tokens, each <eos> shown as a line break
+    assert len(sampled.split()) + sampled.count("\n") == 30, sampled
     # side by side: both translation models answered; only the attention model has a heatmap
     assert facts["side_by_side"]["models"] == ["gru-additive", "gru-none"] and facts["side_by_side"]["heatmaps"] == 1
     assert all(shot.stat().st_size > 20_000 for shot in facts["screenshots"])
