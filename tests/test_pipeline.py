@@ -74,7 +74,7 @@ def test_dvc_repro_on_tiny_data_then_nothing_to_do_then_experiments_under_load(t
 
     stats = json.loads((work / "data/raw/tiny/stats.json").read_text())
     assert sum(stats["counts"].values()) == 240 and stats["label_names"] == ["neg", "pos"]
-    coverage = json.loads((work / "data/embeddings/tiny/coverage.json").read_text())
+    coverage = json.loads((work / "data/embeddings/tiny/glove_6b_50d/coverage.json").read_text())
     assert 0 < coverage["vocab_coverage"] < 1
     for variant in CLASSIFY_VARIANTS:
         metrics = json.loads((work / f"metrics/classify/tiny/{variant}.json").read_text())

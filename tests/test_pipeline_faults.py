@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow  # DVC pipelines through the real stage scripts
 STAGES = [
     ("classify_download", "*data/raw/tiny"),
     ("classify_tokenize", "*data/tokenized/tiny"),
-    ("classify_embed", "*data/embeddings/tiny"),
+    ("classify_embed", "*data/embeddings/tiny/glove_6b_50d"),
     ("classify_train@lstm-last", "*models/classify/tiny/lstm-last"),
     ("classify_evaluate@lstm-last", "*metrics/classify/tiny/lstm-last.json"),  # its plots folder is already renamed
     ("classify_report", "*reports/classify/tiny.md"),

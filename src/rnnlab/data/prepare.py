@@ -49,7 +49,10 @@ def tokenized_dir(cfg: DictConfig) -> Path:
 
 
 def embeddings_dir(cfg: DictConfig) -> Path:
-    return Path(cfg.paths.embeddings) / cfg.data.name
+    """One folder per data set and embedding (GloVe and word2vec matrices of one vocabulary sit side by side;
+    a family without an `embeddings` group has one folder per data set)."""
+    folder = Path(cfg.paths.embeddings) / cfg.data.name
+    return folder / cfg.embeddings.name if "embeddings" in cfg else folder
 
 
 TIMINGS = ("seconds", "tokens_per_second")

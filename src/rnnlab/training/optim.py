@@ -11,7 +11,7 @@ def configure_optimizers(model: nn.Module, embedding_prefix: str, opt: dict, tra
     """AdamW with its own learning rate (and no weight decay) for the fine-tuned embedding matrix
     (parameters named `embedding_prefix*`), and an optional per-step cosine decay to 0."""
     embedding = [p for n, p in model.named_parameters() if n.startswith(embedding_prefix) and p.requires_grad]
-    rest = [p for n, p in model.named_parameters() if not n.startswith(embedding_prefix)]
+    rest = [p for n, p in model.named_parameters() if not n.startswith(embedding_prefix) and p.requires_grad]
     groups = [{"params": rest, "lr": opt["lr"], "weight_decay": opt["weight_decay"]}]
     if embedding:
         groups.append({"params": embedding, "lr": opt["embedding_lr"], "weight_decay": 0.0})

@@ -26,6 +26,7 @@ class ClassifyFamily(TaskFamily):
         "bidirectional": choice(True, False), "residual": choice(True, False),
         "hidden_size": int_in(1, 8192), "num_layers": int_in(1, 16), "dropout": number_in(0.0, 0.95),
         "embedding_dropout": number_in(0.0, 0.95), "word_dropout": number_in(0.0, 0.95),
+        "contextual": choice("none", "elmo"), "contextual_dropout": number_in(0.0, 0.95),
     }
 
     def build(self, cfg: DictConfig) -> Built:
@@ -35,11 +36,20 @@ class ClassifyFamily(TaskFamily):
         data = ClassificationDataModule(tokenized_dir(cfg), int(cfg.optim.batch_size), int(cfg.seed),
                                         int(cfg.trainer.num_workers))
         matrix = load_matrix(embeddings_dir(cfg), data.tokenizer.get_vocab_size())
+        contextual, record = None, None
+        if cfg.model.get("contextual", "none") == "elmo":
+            from rnnlab.models.bilm import contextual_for_vocabulary
+
+            contextual, record = contextual_for_vocabulary(
+                Path(str(cfg.model.contextual_encoder)), data.tokenizer.get_vocab(), float(cfg.model.contextual_dropout),
+                "classify.model.contextual_encoder")
         module = ClassifierModule(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.optim),
                                   vocab_size=matrix.shape[0], embedding_dim=matrix.shape[1],
-                                  num_classes=len(data.label_names), embeddings=matrix)
+                                  num_classes=len(data.label_names), embeddings=matrix, contextual=contextual)
         info = {"vocab_size": int(matrix.shape[0]), "embedding_dim": int(matrix.shape[1]),
                 "label_names": data.label_names, "max_length": int(cfg.tokenizer.max_length)}
+        if record is not None:
+            info["contextual"] = record
         return Built(data, module, info, ["tokenizer.json"])
 
     def evaluate(self, cfg: DictConfig, model_dir: Path, metrics_path: Path, plots_dir: Path,

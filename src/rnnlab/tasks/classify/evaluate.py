@@ -27,8 +27,16 @@ def load_model(model_dir: Path):
     if not (model_dir / "model.pt").is_file():
         raise DataError(f"{model_dir} is not a trained model folder: model.pt missing; train one with `dvc repro` "
                         "or pipelines/train.py")
+    contextual = None
+    if info.get("contextual"):  # the frozen biLM and its token vectors are in model.pt: a same-shaped start
+        import numpy as np
+
+        from rnnlab.models.bilm import ContextualFeatures
+
+        record = info["contextual"]
+        contextual = ContextualFeatures(record["bilm"], np.zeros((info["vocab_size"], record["token_dim"])))
     model = build_from_info(build_classifier, model_dir, info["model"], info["vocab_size"], info["embedding_dim"],
-                            len(info["label_names"]))
+                            len(info["label_names"]), contextual=contextual)
     load_weights(model_dir / "model.pt", model)
     return model.eval(), info
 

@@ -25,7 +25,7 @@ class TextClassifier(nn.Module):
                  dropout: float = 0.3, embedding_dropout: float = 0.0, residual: bool = False,
                  pooling: str = "attention", embedding_mode: str = "finetune",
                  embeddings: np.ndarray | None = None, pad_id: int = 0,
-                 word_dropout: float = 0.0, unk_id: int = 1):
+                 word_dropout: float = 0.0, unk_id: int = 1, contextual: nn.Module | None = None):
         super().__init__()
         self.pooling = pooling
         self.word_dropout, self.pad_id, self.unk_id = word_dropout, pad_id, unk_id
@@ -34,8 +34,10 @@ class TextClassifier(nn.Module):
             self.embedding.weight.data.copy_(torch.as_tensor(embeddings))
         self.embedding.weight.requires_grad_(embedding_mode != "frozen")
         self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.encoder = RecurrentEncoder(cell, embedding_dim, hidden_size, num_layers,
-                                        bidirectional, dropout, residual)
+        # optional contextual features (a frozen biLM's scalar mix, rnnlab.models.bilm), beside the word vectors
+        self.contextual = contextual
+        width = embedding_dim + (contextual.output_size if contextual is not None else 0)
+        self.encoder = RecurrentEncoder(cell, width, hidden_size, num_layers, bidirectional, dropout, residual)
         size = self.encoder.output_size
         self.attention = AttentionPooling(size) if pooling == "attention" else None
         self.dropout = nn.Dropout(dropout)
@@ -47,6 +49,8 @@ class TextClassifier(nn.Module):
             drop = (torch.rand(ids.shape, device=ids.device) < self.word_dropout) & (ids != self.pad_id)
             ids = ids.masked_fill(drop, self.unk_id)
         x = self.embedding_dropout(self.embedding(ids))  # (batch, time, emb)
+        if self.contextual is not None:  # (batch, time, emb + 2 * biLM hidden)
+            x = torch.cat([x, self.contextual(ids, lengths)], -1)
         outputs = self.encoder(x, lengths)  # (batch, time, hidden * directions)
         pooled, weights = pool(self.pooling, outputs, lengths, self.encoder, self.attention)
         logits = self.head(self.dropout(pooled))  # (batch, classes)
@@ -54,7 +58,7 @@ class TextClassifier(nn.Module):
 
 
 def build_classifier(model_cfg: dict, vocab_size: int, embedding_dim: int, num_classes: int,
-                     embeddings: np.ndarray | None = None) -> TextClassifier:
+                     embeddings: np.ndarray | None = None, contextual: nn.Module | None = None) -> TextClassifier:
     """Build a classifier from the `model` config group (a plain dict)."""
     return TextClassifier(
         vocab_size=vocab_size, embedding_dim=embedding_dim, num_classes=num_classes,
@@ -63,5 +67,5 @@ def build_classifier(model_cfg: dict, vocab_size: int, embedding_dim: int, num_c
         dropout=model_cfg["dropout"], embedding_dropout=model_cfg["embedding_dropout"],
         residual=model_cfg["residual"], pooling=model_cfg["pooling"],
         embedding_mode=model_cfg["embedding_mode"], embeddings=embeddings,
-        word_dropout=model_cfg.get("word_dropout", 0.0),
+        word_dropout=model_cfg.get("word_dropout", 0.0), contextual=contextual,
     )

@@ -33,10 +33,10 @@ class ClassifierModule(pl.LightningModule):
     """Cross-entropy training; loss, accuracy and macro-F1 per split and epoch from one metric update a step."""
 
     def __init__(self, model_cfg: dict, optim_cfg: dict, vocab_size: int, embedding_dim: int,
-                 num_classes: int, embeddings: np.ndarray | None = None):
+                 num_classes: int, embeddings: np.ndarray | None = None, contextual: nn.Module | None = None):
         super().__init__()
-        self.save_hyperparameters(ignore=["embeddings"])
-        self.model = build_classifier(model_cfg, vocab_size, embedding_dim, num_classes, embeddings)
+        self.save_hyperparameters(ignore=["embeddings", "contextual"])
+        self.model = build_classifier(model_cfg, vocab_size, embedding_dim, num_classes, embeddings, contextual)
         self.loss = nn.CrossEntropyLoss()
         # one LabelScores per split (attributes, since a ModuleDict key "train" would shadow Module.train)
         self.train_scores, self.val_scores, self.test_scores = (LabelScores(num_classes) for _ in range(3))

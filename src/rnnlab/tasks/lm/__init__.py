@@ -28,6 +28,7 @@ class LanguageModelFamily(TaskFamily):
         "tie_weights": choice(True, False), "locked_dropout": choice(True, False),
         "embedding_dim": int_in(1, 8192), "hidden_size": int_in(1, 8192), "num_layers": int_in(1, 16),
         "dropout": number_in(0.0, 0.95), "embedding_dropout": number_in(0.0, 0.95),
+        "bidirectional": choice(True, False), "residual": choice(True, False),
     }
     stream_schema = {"bptt": int_in(2, 100000), "eval_bptt": int_in(2, 100000), "variable": choice(True, False),
                      "eval_batch_size": int_in(1, 65536)}
@@ -52,6 +53,13 @@ class LanguageModelFamily(TaskFamily):
         if model.output_layer == "adaptive":
             check_adaptive_cutoffs(OmegaConf.to_container(model.adaptive_cutoffs) if model.adaptive_cutoffs else [],
                                    int(cfg.tokenizer.max_vocab_size), "lm.tokenizer.max_vocab_size")
+        if model.bidirectional:
+            unsupported = [k for k, off in (("tie_weights", False), ("locked_dropout", False)) if model[k] != off]
+            if unsupported:
+                raise ConfigError(f"lm.model.bidirectional=true (the ELMo-style biLM) does not support "
+                                  f"{', '.join(f'lm.model.{k}=true' for k in unsupported)}; set them to false")
+            if model.cell == "rnn":
+                raise ConfigError("lm.model.bidirectional=true takes cell=lstm or gru (ELMo's layers are LSTMs)")
 
     def build(self, cfg: DictConfig) -> Built:
         from rnnlab.data.prepare import embeddings_dir, load_matrix, tokenized_dir
@@ -60,7 +68,8 @@ class LanguageModelFamily(TaskFamily):
 
         stream = cfg.stream
         data = StreamDataModule(tokenized_dir(cfg), int(cfg.optim.batch_size), int(stream.eval_batch_size),
-                                int(stream.bptt), int(stream.eval_bptt), bool(stream.variable), int(cfg.seed))
+                                int(stream.bptt), int(stream.eval_bptt), bool(stream.variable), int(cfg.seed),
+                                bool(cfg.model.bidirectional))
         vocab = data.tokenizer.get_vocab_size()
         model = cfg.model
         if model.output_layer == "adaptive":  # against the real vocabulary (a small corpus has a small one)
@@ -74,6 +83,8 @@ class LanguageModelFamily(TaskFamily):
         module = LMModule(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.optim), vocab, matrix)
         info = {"vocab_size": vocab, "embedding_dim": int(module.model.embedding.embedding_dim),
                 "stream": OmegaConf.to_container(stream)}
+        if model.bidirectional:  # what a consumer of the frozen biLM needs to embed its own words alike
+            info["token_embeddings"] = OmegaConf.to_container(cfg.embeddings)
         return Built(data, module, info, [TOKENIZER_FILE])
 
     def evaluate(self, cfg: DictConfig, model_dir: Path, metrics_path: Path, plots_dir: Path,

@@ -36,6 +36,10 @@ def load_lm(model_dir: Path) -> LanguageModel:
     if not (model_dir / "model.pt").is_file():
         raise DataError(f"{model_dir} is not a trained model folder: model.pt missing; train one with `dvc repro` "
                         "or pipelines/train.py")
+    if info["model"].get("bidirectional"):
+        raise DataError(f"{model_dir} is a biLM, a frozen encoder of contextual word features "
+                        "(classify.model.contextual=elmo uses it), not a next-word model; use a folder of "
+                        "models/lm/<dataset>/")
     # the GloVe start is in the weights: rebuild with a random embedding of the recorded width, then load
     cfg = {**info["model"], "embedding_mode": "random", "embedding_dim": info["embedding_dim"]}
     model = build_from_info(build_lm, model_dir, cfg, info["vocab_size"])

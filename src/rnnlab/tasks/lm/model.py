@@ -32,11 +32,12 @@ class LockedDropout(nn.Module):
         return x * mask
 
 
-def detach_state(state: State | None) -> State | None:
-    """The same state cut from the graph of the window that produced it (truncated back-propagation)."""
-    if state is None:
-        return None
-    return [tuple(t.detach() for t in s) if isinstance(s, tuple) else s.detach() for s in state]
+def detach_state(state):
+    """The same state cut from the graph of the window that produced it (truncated back-propagation): any
+    nesting of lists and tuples of tensors (a biLM's state is a (forward, backward) pair of such lists)."""
+    from torch.utils._pytree import tree_map
+
+    return None if state is None else tree_map(lambda t: t.detach(), state)
 
 
 class WordLM(nn.Module):
@@ -89,6 +90,11 @@ class WordLM(nn.Module):
             x = self.projection(x)
         return x, new_state
 
+    def window_nll(self, batch: dict, state: State | None) -> tuple[torch.Tensor, State]:
+        """Per-token loss of a training window and the state after it."""
+        features, state = self(batch["ids"], state)
+        return self.token_nll(features, batch["targets"]), state
+
     def token_nll(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood of each target word, flattened ((batch * time,))."""
         flat, gold = features.reshape(-1, features.size(-1)), targets.reshape(-1)
@@ -104,7 +110,12 @@ class WordLM(nn.Module):
         return out.reshape(*features.shape[:-1], self.vocab_size)
 
 
-def build_lm(model_cfg: dict, vocab_size: int, embeddings: np.ndarray | None = None) -> WordLM:
+def build_lm(model_cfg: dict, vocab_size: int, embeddings: np.ndarray | None = None):
+    """A WordLM, or with `bidirectional: true` an ELMo-style biLM (rnnlab.models.bilm)."""
+    if model_cfg.get("bidirectional"):
+        from rnnlab.models.bilm import build_bilm
+
+        return build_bilm(model_cfg, vocab_size, embeddings)
     mode = model_cfg.get("embedding_mode", "random")
     dim = int(embeddings.shape[1]) if mode != "random" and embeddings is not None else int(model_cfg["embedding_dim"])
     return WordLM(vocab_size, dim, int(model_cfg["hidden_size"]), int(model_cfg["num_layers"]), model_cfg["cell"],

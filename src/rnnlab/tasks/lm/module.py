@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from torch.utils._pytree import tree_map
 from torch.utils.data import DataLoader, Dataset
 
 from rnnlab.errors import DataError
@@ -60,10 +61,13 @@ def window_lengths(total: int, bptt: int, variable: bool, seed: int) -> list[int
 
 
 class Windows(Dataset):
-    """The TBPTT windows of one split: item k = {"ids": (rows, len_k), "targets": (rows, len_k), "start"}."""
+    """The TBPTT windows of one split: item k = {"ids": (rows, len_k), "targets": (rows, len_k), "start"}; with
+    a `backward` grid (the reversed stream, for a biLM) also "ids_bwd" and "targets_bwd" at the same place."""
 
-    def __init__(self, grid: torch.Tensor, bptt: int, variable: bool = False, seed: int = 0):
+    def __init__(self, grid: torch.Tensor, bptt: int, variable: bool = False, seed: int = 0,
+                 backward: torch.Tensor | None = None):
         self.grid, self.bptt, self.variable, self.seed = grid, int(bptt), bool(variable), int(seed)
+        self.backward = backward
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -76,7 +80,10 @@ class Windows(Dataset):
 
     def __getitem__(self, k: int) -> dict:
         s, n = int(self.starts[k]), int(self.lengths[k])
-        return {"ids": self.grid[:, s:s + n], "targets": self.grid[:, s + 1:s + 1 + n], "start": s}
+        item = {"ids": self.grid[:, s:s + n], "targets": self.grid[:, s + 1:s + 1 + n], "start": s}
+        if self.backward is not None:
+            item.update(ids_bwd=self.backward[:, s:s + n], targets_bwd=self.backward[:, s + 1:s + 1 + n])
+        return item
 
 
 class WindowLoader:
@@ -119,13 +126,14 @@ class StreamDataModule(pl.LightningDataModule):
     resumes_mid_epoch = True
 
     def __init__(self, tokenized: Path, batch_size: int, eval_batch_size: int, bptt: int, eval_bptt: int,
-                 variable: bool, seed: int):
+                 variable: bool, seed: int, bidirectional: bool = False):
         super().__init__()
         from rnnlab.tasks.lm.data import load_streams
 
         self.streams, self.tokenizer = load_streams(Path(tokenized))
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.bptt, self.eval_bptt, self.variable, self.seed = int(bptt), int(eval_bptt), bool(variable), int(seed)
+        self.bidirectional = bool(bidirectional)
         self.windows: dict[str, Windows] = {}
         self.train_loader: WindowLoader | None = None
         self._restored: dict | None = None
@@ -135,12 +143,18 @@ class StreamDataModule(pl.LightningDataModule):
         if self.batch_size % world:  # the carried state is gathered across processes in checkpoints
             raise DataError(f"lm.optim.batch_size={self.batch_size} rows cannot be shared evenly by {world} "
                             f"processes; use a multiple of {world}")
-        self.windows["train"] = Windows(stream_rows(self.streams["train"], self.batch_size, rank, world,
-                                                    "the training stream"), self.bptt, self.variable, self.seed)
+        def grids(split: str, rows: int, rank: int, world: int, key: str) -> dict:
+            ids = self.streams[split]
+            grid = {"grid": stream_rows(ids, rows, rank, world, f"the {split} stream", key)}
+            if self.bidirectional:  # the backward LM reads the reversed stream
+                grid["backward"] = stream_rows(ids[::-1].copy(), rows, rank, world, f"the {split} stream", key)
+            return grid
+
+        self.windows["train"] = Windows(bptt=self.bptt, variable=self.variable, seed=self.seed,
+                                        **grids("train", self.batch_size, rank, world, "lm.optim.batch_size"))
         for split in ("validation", "test"):  # every process scores the whole stream
-            self.windows[split] = Windows(stream_rows(self.streams[split], self.eval_batch_size,
-                                                      what=f"the {split} stream", key="lm.stream.eval_batch_size"),
-                                          self.eval_bptt)
+            self.windows[split] = Windows(bptt=self.eval_bptt,
+                                          **grids(split, self.eval_batch_size, 0, 1, "lm.stream.eval_batch_size"))
 
     def _loader(self, split: str) -> DataLoader:
         return DataLoader(self.windows[split], batch_size=None, shuffle=False)
@@ -185,12 +199,10 @@ class LMModule(pl.LightningModule):
             self.state[split] = None
             self.sums[split] = [0.0, 0]
         state = self.state[split]
-        if state is not None and state[0][0].device != batch["ids"].device:  # restored from a checkpoint
-            state = [tuple(t.to(batch["ids"].device) for t in s) if isinstance(s, tuple)
-                     else s.to(batch["ids"].device) for s in state]
-        features, state = self.model(batch["ids"], state)
+        if state is not None:  # (a state restored from a checkpoint is on the CPU)
+            state = tree_map(lambda t: t.to(batch["ids"].device), state)
+        nll, state = self.model.window_nll(batch, state)
         self.state[split] = detach_state(state)
-        nll = self.model.token_nll(features, batch["targets"])
         self.sums[split][0] += float(nll.detach().sum())
         self.sums[split][1] += nll.numel()
         return nll.mean()
@@ -224,13 +236,12 @@ class LMModule(pl.LightningModule):
         """The carried training state and running loss (gathered from every process under DDP), so a run
         restored from a checkpoint inside an epoch continues from them."""
         state, (total, count) = self.state["train"], self.sums["train"]
-        layers = [] if state is None else [list(s) if isinstance(s, tuple) else [s] for s in state]
         sums = torch.tensor([total, float(count)], dtype=torch.float64)
         world = self.trainer.world_size
         if world > 1:  # (every process saves: the gathers are collective)
-            layers = [[self.all_gather(t).cpu() for t in layer] for layer in layers]
-            sums = self.all_gather(sums).cpu()
-        checkpoint["lm_carry"] = {"world": world, "layers": [[t.cpu() for t in layer] for layer in layers],
+            state = None if state is None else tree_map(self.all_gather, state)
+            sums = self.all_gather(sums)
+        checkpoint["lm_carry"] = {"world": world, "state": None if state is None else tree_map(torch.Tensor.cpu, state),
                                   "sums": sums.cpu()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -242,8 +253,7 @@ class LMModule(pl.LightningModule):
             raise DataError(f"the checkpoint was taken with {carry['world']} training processes and this run has "
                             f"{world}; resume with the same lm.trainer.devices")
         pick = (lambda t: t[rank]) if world > 1 else (lambda t: t)
-        layers = [[pick(t) for t in layer] for layer in carry["layers"]]
-        self.state["train"] = [tuple(layer) if len(layer) == 2 else layer[0] for layer in layers] or None
+        self.state["train"] = None if carry["state"] is None else tree_map(pick, carry["state"])
         sums = pick(carry["sums"])
         self.sums["train"] = [float(sums[0]), int(sums[1])]
 
