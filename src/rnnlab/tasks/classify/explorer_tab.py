@@ -1,7 +1,10 @@
 """The classification tab: the label, the class probabilities and, for attention pooling, each word shaded
-by its attention weight."""
+by its attention weight; and a word's nearest neighbours by its own (GloVe) vector and, for a model with
+contextual features, by its contextual vector in the sentence."""
 
 from __future__ import annotations
+
+import html
 
 from rnnlab.explorer.html import message, shaded_words
 from rnnlab.explorer.tab import Tab, guarded
@@ -18,6 +21,24 @@ def classify_view(model, text: str) -> dict:
         notes.append(f"this model pools with `{model.info['model']['pooling']}`, not attention: no word weights")
     return {"label": result["label"], "probabilities": result["probabilities"], "shading": shading,
             "note": " ".join(notes)}
+
+
+def neighbours_html(view: dict) -> str:
+    """Two tables: neighbours by the word's own vector, and by its contextual vector in this sentence."""
+    static = "".join(f"<tr><td>{html.escape(w)}</td><td>{c:.3f}</td></tr>" for w, c in view["static"])
+    parts = [f'<div class="rnnlab-neighbours"><h4>Nearest words to &ldquo;{html.escape(view["word"])}&rdquo; by '
+             "its own vector (the same in every sentence)</h4>",
+             f'<table id="classify-neighbours-static"><tr><th>word</th><th>cosine</th></tr>{static}</table>']
+    if view["contextual"] is None:
+        parts.append(message("this model has no contextual features (classify.model.contextual=none): its word "
+                             "vectors do not depend on the sentence", "note"))
+    else:
+        rows = "".join(f"<tr><td>{html.escape(w)}</td><td>{html.escape(s)}</td><td>{c:.3f}</td></tr>"
+                       for w, s, c in view["contextual"])
+        parts += ["<h4>Nearest occurrences by its contextual vector in this sentence</h4>",
+                  '<table id="classify-neighbours-contextual"><tr><th>word</th><th>in the sentence</th>'
+                  f"<th>cosine</th></tr>{rows}</table>"]
+    return "".join(parts) + "</div>"
 
 
 class ClassifyTab(Tab):
@@ -51,6 +72,21 @@ class ClassifyTab(Tab):
         handler = guarded(answer, (None, None, ""), 0)
         run.click(handler, [text, choice], [status, label, shading], api_name="classify")  # also an API route
         text.submit(handler, [text, choice], [status, label, shading], api_visibility="private")
+
+        with gr.Row():
+            word = gr.Textbox(label="A word of the sentence (e.g. bank in \"the river bank\")", scale=4,
+                              elem_id="classify-word")
+            near = gr.Button("Nearest neighbours", scale=1, elem_id="classify-neighbours-run")
+        near_status = gr.HTML(elem_id="classify-neighbours-status")
+        table = gr.HTML(elem_id="classify-neighbours")
+
+        def neighbours(sentence: str, chosen: str, model_label: str):
+            from rnnlab.tasks.classify.evaluate import word_neighbours
+
+            return "", neighbours_html(word_neighbours(cache.get(models.find(model_label)), sentence, chosen))
+
+        near_handler = guarded(neighbours, ("", ""), 0)
+        near.click(near_handler, [text, word, choice], [near_status, table], api_name="neighbours")
 
     def exercise(self, page, text: str) -> dict:
         page.type_and_run(self.prefix, text)
