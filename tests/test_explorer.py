@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from rnnlab.errors import ConfigError, DataError
@@ -260,3 +261,19 @@ def test_the_command_line_refuses_bad_arguments_before_serving(argv, message, ca
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err, err
+
+
+def test_neighbours_of_a_model_without_contextual_features_come_from_its_word_vectors(trained_project):
+    from rnnlab.tasks.classify.evaluate import load_classifier, word_neighbours
+    from rnnlab.tasks.classify.explorer_tab import neighbours_html
+
+    loaded = load_classifier(next((trained_project / "models/classify").glob("*/lstm-attention")))
+    view = word_neighbours(loaded, "a great film", "film")
+    assert view["contextual"] is None and len(view["static"]) == 8 and "film" not in dict(view["static"])
+    # the nearest word by cosine of the classifier's own (fine-tuned) embedding rows, checked by hand
+    table = loaded.model.embedding.weight.detach()
+    film = loaded.tokenizer.token_to_id("film")
+    sims = torch.nn.functional.cosine_similarity(table, table[film].unsqueeze(0), dim=-1)
+    sims[[0, 1, film]] = -2
+    assert view["static"][0][0] == loaded.tokenizer.id_to_token(int(sims.argmax()))
+    assert "has no contextual features" in neighbours_html(view)
