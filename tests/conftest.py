@@ -143,6 +143,7 @@ def tiny_lm_overrides(folder: Path, vec_path: Path, words_path: Path) -> list[st
         "lm.model.output_layer=full", "lm.optim.batch_size=4", "lm.stream.eval_batch_size=4",
         "lm.trainer.max_epochs=2", "lm.trainer.progress_bar=false",
         "lm.bilm.hidden_size=16", "lm.bilm.embedding_dim=8", "lm.bilm.max_epochs=2",
+        "lm.bilm.extra_train_text=data/raw/tiny",  # the tiny classification set's training text
     ]
 
 

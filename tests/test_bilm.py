@@ -181,13 +181,30 @@ def test_a_tiny_bilm_then_a_classifier_with_its_features_end_to_end(tiny_project
     from rnnlab.tasks.classify.evaluate import classify_texts, load_model
     from rnnlab.training.train import train
 
+    from rnnlab import tasks
+    from rnnlab.data.prepare import load_raw
+    from rnnlab.tasks.lm.data import encode_lines
+
     monkeypatch.chdir(tiny_project["dir"])
     overrides = tiny_project["overrides"]
-    lm = family_view(compose([*overrides, "lm.model.bidirectional=true", "lm.model.residual=true",
-                              "lm.model.num_layers=2", "lm.model.embedding_mode=frozen"]), "lm")
+    run_data_stage(family_view(compose(overrides), "classify"), "download")  # data/raw/tiny: its train text
+    bilm = ["lm.model.bidirectional=true", "lm.model.residual=true", "lm.model.num_layers=2",
+            "lm.model.embedding_mode=frozen"]
+    lm = family_view(compose([*overrides, *bilm, "lm.bilm.extra_train_text=null"]), "lm")
     validate(lm)
     for stage in ("download", "tokenize", "embed"):
         run_data_stage(lm, stage)
+    # with extra_train_text, the classification data set's training texts (only) join the training stream
+    built = tasks.get("lm").build(family_view(compose([*overrides, *bilm, "lm.bilm.extra_train_text=data/raw/tiny"]), "lm"))
+    raw = load_raw(tiny_project["dir"] / "data/raw/tiny")
+    corpus = np.load(tiny_project["dir"] / "data/tokenized/tinylm/train.npy")
+    extra = built.datamodule.streams["train"][corpus.size:]
+    assert np.array_equal(built.datamodule.streams["train"][:corpus.size], corpus)
+    split_off = [t.replace(".", " .").replace("!", " !") for t in raw["train"]["text"]]  # as WikiText comes
+    expected = encode_lines(built.datamodule.tokenizer, split_off)
+    assert built.info["extra_train_text"]["lines"] == raw["train"].num_rows
+    assert np.array_equal(extra, expected) and built.info["extra_train_text"]["tokens"] == expected.size
+    assert (extra == 1).sum() == raw["train"].num_rows  # one <eos> per text: no validation or test text
     summary = train(lm, tiny_project["dir"] / "models/bilm/tinylm", [])
     assert summary["epochs_run"] == 2 and summary["best_val_ppl"] < 13  # below uniform over its 13 words
     classify = family_view(compose([*overrides, "classify.model.contextual=elmo",

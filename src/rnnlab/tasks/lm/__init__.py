@@ -15,6 +15,34 @@ from rnnlab.models.choices import OUTPUT_LAYERS, check_adaptive_cutoffs
 from rnnlab.tasks.base import Built, TaskFamily
 
 
+def add_training_text(data, raw: Path, column: str) -> dict:
+    """Append the *training* split of a classification data set's download output (`raw`, e.g.
+    data/raw/rotten_tomatoes) to the training stream, one line per text: the biLM may read a target task's
+    training text, never its validation or test text (those splits are not read at all). Punctuation is split
+    off as in WikiText; words outside the corpus's vocabulary are `<unk>`."""
+    from rnnlab.data.prepare import load_raw
+    from rnnlab.errors import DataError
+    from rnnlab.tasks.lm.data import encode_lines
+
+    import numpy as np
+
+    if not (raw / "stats.json").is_file():
+        raise ConfigError(f"lm.bilm.extra_train_text={raw}: not a finished download output (no stats.json); run "
+                          "that data set's download stage first (e.g. `dvc repro classify_download`), or set it to null")
+    train = load_raw(raw)["train"]
+    if column not in train.column_names:
+        raise DataError(f"lm.bilm.extra_train_text={raw}: its train split has no column {column!r} (columns: "
+                        f"{train.column_names}); set lm.bilm.extra_text_column")
+    from tokenizers.pre_tokenizers import Whitespace
+
+    split = Whitespace()  # punctuation split off words, as the corpus (WikiText) comes
+    lines = [" ".join(piece for piece, _ in split.pre_tokenize_str(str(t))) for t in train[column]]
+    ids = encode_lines(data.tokenizer, lines).astype(np.int64)
+    data.streams["train"] = np.concatenate([data.streams["train"], ids])
+    return {"path": str(raw), "split": "train", "lines": len(lines), "tokens": int(ids.size),
+            "unk_rate": round(float((ids == 0).mean()), 4)}
+
+
 class LanguageModelFamily(TaskFamily):
     name = "lm"
     explorer_tab = "rnnlab.tasks.lm.explorer_tab:LanguageModelTab"  # the explorer's page tab
@@ -72,6 +100,9 @@ class LanguageModelFamily(TaskFamily):
                                 bool(cfg.model.bidirectional))
         vocab = data.tokenizer.get_vocab_size()
         model = cfg.model
+        extra = None
+        if model.bidirectional and cfg.get("bilm") and cfg.bilm.get("extra_train_text"):
+            extra = add_training_text(data, Path(str(cfg.bilm.extra_train_text)), str(cfg.bilm.extra_text_column))
         if model.output_layer == "adaptive":  # against the real vocabulary (a small corpus has a small one)
             check_adaptive_cutoffs(OmegaConf.to_container(model.adaptive_cutoffs) if model.adaptive_cutoffs else [],
                                    vocab, f"the vocabulary size of {tokenized_dir(cfg)}")
@@ -85,6 +116,7 @@ class LanguageModelFamily(TaskFamily):
                 "stream": OmegaConf.to_container(stream)}
         if model.bidirectional:  # what a consumer of the frozen biLM needs to embed its own words alike
             info["token_embeddings"] = OmegaConf.to_container(cfg.embeddings)
+            info["extra_train_text"] = extra
         return Built(data, module, info, [TOKENIZER_FILE])
 
     def evaluate(self, cfg: DictConfig, model_dir: Path, metrics_path: Path, plots_dir: Path,
