@@ -128,7 +128,9 @@ class LanguageModelFamily(TaskFamily):
                         int(cfg.stream.eval_bptt), list(cfg.prompts), log_to_mlflow)
 
     def describe_metrics(self, m: dict) -> str:
-        return (f"perplexity validation {m['val_ppl']:.1f}, test {m['test_ppl']:.1f} "
+        both = (f" (forward {m['test_ppl_forward']:.1f}, backward {m['test_ppl_backward']:.1f})"
+                if "test_ppl_forward" in m else "")
+        return (f"perplexity validation {m['val_ppl']:.1f}, test {m['test_ppl']:.1f}{both} "
                 f"({m['test_tokens']:,} test tokens, {m['vocab_size']:,} words)")
 
     def write_report(self, cfg: DictConfig, variants: list[str], folders: dict[str, Path], out: Path,

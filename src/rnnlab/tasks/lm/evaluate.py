@@ -160,13 +160,69 @@ def _curve_png(history: list[dict], title: str, path: Path) -> None:
     save_figure(fig, path)
 
 
+@torch.no_grad()
+def bilm_perplexity(model, ids: np.ndarray, batch_size: int = 32, bptt: int = 70) -> dict:
+    """A biLM's perplexity of a stream in each direction (forward: the next word; backward: the previous
+    one, over the reversed stream), both states carried across windows, and of both together."""
+    from rnnlab.tasks.lm.module import Windows, stream_rows
+
+    rows = lambda x: stream_rows(x, batch_size, what="the scored stream", key="lm.stream.eval_batch_size")  # noqa: E731
+    windows = Windows(rows(ids), bptt, backward=rows(ids[::-1].copy()))
+    state, totals, count = None, [0.0, 0.0], 0
+    for k in range(len(windows)):
+        nll, state = model.window_nll(windows[k], state)
+        half = nll.numel() // 2
+        totals[0] += float(nll[:half].sum())
+        totals[1] += float(nll[half:].sum())
+        count += half
+    ppl = lambda total: round(math.exp(min(total / max(count, 1), 50.0)), 3)  # noqa: E731
+    return {"ppl": ppl(sum(totals) / 2), "ppl_forward": ppl(totals[0]), "ppl_backward": ppl(totals[1]),
+            "loss": round(sum(totals) / 2 / max(count, 1), 5), "tokens": count}
+
+
+def _evaluate_bilm(tokenized: Path, model_dir: Path, metrics_path: Path, plots_dir: Path, eval_batch_size: int,
+                   eval_bptt: int, log_to_mlflow: bool) -> dict:
+    """A biLM (a frozen encoder, not a next-word model): perplexity per direction, the learning curve."""
+    from rnnlab.io import build_from_info, load_weights, read_model_info
+    from rnnlab.tasks.lm.data import load_streams
+    from rnnlab.tasks.lm.model import build_lm
+    from rnnlab.tracking.mlflow_utils import log_to_run
+
+    info = read_model_info(model_dir, ("family", "model", "vocab_size", "embedding_dim"), family="lm")
+    model = build_from_info(build_lm, model_dir, {**info["model"], "embedding_mode": "random",
+                                                  "embedding_dim": info["embedding_dim"]}, info["vocab_size"])
+    load_weights(Path(model_dir) / "model.pt", model)
+    model.eval()
+    streams, _ = load_streams(Path(tokenized))
+    scores = {split: bilm_perplexity(model, streams[split], eval_batch_size, eval_bptt)
+              for split in ("validation", "test")}
+    metrics = {"val_ppl": scores["validation"]["ppl"], "test_ppl": scores["test"]["ppl"],
+               "test_loss": scores["test"]["loss"], "test_ppl_forward": scores["test"]["ppl_forward"],
+               "test_ppl_backward": scores["test"]["ppl_backward"], "test_tokens": scores["test"]["tokens"],
+               "vocab_size": info["vocab_size"]}
+    summary = read_json(Path(model_dir) / "train_summary.json")
+    with atomic_dir(plots_dir) as tmp:
+        _curve_png(summary["history"], f"{summary['dataset']} biLM (test ppl {metrics['test_ppl']:.1f})",
+                   tmp / "curve.png")
+        if log_to_mlflow:
+            run = summary["mlflow"]
+            log_to_run(run["tracking_uri"], run["run_id"], {k: metrics[k] for k in (
+                "test_ppl", "test_ppl_forward", "test_ppl_backward")}, [tmp / "curve.png"], "evaluation")
+    write_json(metrics_path, metrics)
+    return metrics
+
+
 def evaluate(tokenized: Path, model_dir: Path, metrics_path: Path, plots_dir: Path, eval_batch_size: int,
              eval_bptt: int, prompts: list[str], log_to_mlflow: bool = True) -> dict:
     """Validation and test perplexity (metrics file, MLflow), the learning curve (CSV for DVC plots, PNG), and
     each of `prompts`' next words and a sampled continuation (samples.json, for the report)."""
+    from rnnlab.io import read_model_info
     from rnnlab.tasks.lm.data import TOKENIZER_FILE, load_streams
     from rnnlab.tracking.mlflow_utils import log_to_run
 
+    if read_model_info(model_dir, ("family", "model"), family="lm")["model"].get("bidirectional"):
+        return _evaluate_bilm(tokenized, model_dir, metrics_path, plots_dir, eval_batch_size, eval_bptt,
+                              log_to_mlflow)
     lm = load_lm(model_dir)
     summary = read_json(Path(model_dir) / "train_summary.json")
     streams, tokenizer = load_streams(Path(tokenized))
