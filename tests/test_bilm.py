@@ -84,20 +84,24 @@ def test_the_scalar_mix_is_a_softmax_weighting_scaled_by_gamma():
     assert torch.allclose(mix(layers), expected)
 
 
-def _biLM_folder(tmp_path, vec_path, words_path) -> tuple:
-    """A trained-looking biLM folder (random weights) whose token layer is the tiny GloVe."""
+def _biLM_folder(tmp_path, vec_path, words_path, token_layer: str = "word") -> tuple:
+    """A trained-looking biLM folder (random weights) whose token layer is the tiny GloVe (and/or a small
+    character CNN)."""
     words = words_path.read_text().split()
     vocab = ["<unk>", "<eos>", *words]
     glove = np.load(vec_path)
     table = np.zeros((len(vocab), glove.shape[1]), np.float32)
     table[2:] = glove
     torch.manual_seed(1)
-    model = BiLM(len(vocab), glove.shape[1], H, 2, "lstm", 0.0, True, "full", None, table, "frozen")
+    chars = {"char_dim": 4, "char_filters": [[1, 3], [2, 5]], "char_highway": 1, "max_word_chars": 8}
+    model = BiLM(len(vocab), glove.shape[1], H, 2, "lstm", 0.0, True, "full", None, table, "frozen", token_layer,
+                 chars, vocab).eval()
     folder = tmp_path / "bilm"
     folder.mkdir()
     torch.save(model.state_dict(), folder / "model.pt")
     cfg = {"cell": "lstm", "hidden_size": H, "num_layers": 2, "residual": True, "bidirectional": True,
-           "output_layer": "full", "dropout": 0.0, "embedding_mode": "frozen", "embedding_dim": glove.shape[1]}
+           "output_layer": "full", "dropout": 0.0, "embedding_mode": "frozen", "embedding_dim": glove.shape[1],
+           "token_layer": token_layer, **chars}
     emb = {"name": "tiny", "source": "local", "local": {"vectors": str(vec_path), "words": str(words_path)},
            "oov_init_seed": 0}
     (folder / "model.json").write_text(json.dumps({"family": "lm", "model": cfg, "vocab_size": len(vocab),
@@ -189,13 +193,20 @@ def test_a_tiny_bilm_then_a_classifier_with_its_features_end_to_end(tiny_project
     overrides = tiny_project["overrides"]
     run_data_stage(family_view(compose(overrides), "classify"), "download")  # data/raw/tiny: its train text
     bilm = ["lm.model.bidirectional=true", "lm.model.residual=true", "lm.model.num_layers=2",
-            "lm.model.embedding_mode=frozen"]
+            "lm.model.embedding_mode=frozen", "lm.model.token_layer=word+chars", "lm.model.char_dim=4",
+            "lm.model.char_filters=[[1,4],[3,4]]", "lm.model.max_word_chars=10"]
     lm = family_view(compose([*overrides, *bilm, "lm.bilm.extra_train_text=null"]), "lm")
     validate(lm)
+    for bad, message in ((["lm.model.token_layer=chars"], r"token_layer=chars \(a character CNN\) is a biLM option"),
+                         ([*bilm, "lm.model.char_filters=[[12,4]]"], r"lm.model.char_filters: a filter of width 12")):
+        with pytest.raises(ConfigError, match=message):
+            validate(family_view(compose([*overrides, *bad]), "lm"))
     for stage in ("download", "tokenize", "embed"):
         run_data_stage(lm, stage)
     # with extra_train_text, the classification data set's training texts (only) join the training stream
     built = tasks.get("lm").build(family_view(compose([*overrides, *bilm, "lm.bilm.extra_train_text=data/raw/tiny"]), "lm"))
+    with pytest.raises(ConfigError, match=r"extra_train_text=data/raw/nope: .*not a finished download output"):
+        tasks.get("lm").build(family_view(compose([*overrides, *bilm, "lm.bilm.extra_train_text=data/raw/nope"]), "lm"))
     raw = load_raw(tiny_project["dir"] / "data/raw/tiny")
     corpus = np.load(tiny_project["dir"] / "data/tokenized/tinylm/train.npy")
     extra = built.datamodule.streams["train"][corpus.size:]
@@ -219,6 +230,7 @@ def test_a_tiny_bilm_then_a_classifier_with_its_features_end_to_end(tiny_project
     assert info["contextual"]["encoder"] == "models/bilm/tinylm" and model.contextual is not None
     weights = torch.load(tiny_project["dir"] / "models/bilm/tinylm/model.pt", weights_only=True)
     assert torch.equal(model.contextual.bilm.forward_layers[1].weight_hh_l0, weights["forward_layers.1.weight_hh_l0"])
+    assert info["contextual"]["token_dim"] == 8 + 8  # the tiny GloVe and the character CNN's 4 + 4 filters
     out = classify_texts(tiny_project["dir"] / "models/classify/tiny/elmo", ["a great film", "an awful movie"])
     assert [sum(r["probabilities"].values()) for r in out] == pytest.approx([1.0, 1.0], abs=1e-4)
     # the explorer's neighbours: by the word's own vector the same in both sentences, by its contextual one not
@@ -239,3 +251,79 @@ def test_a_tiny_bilm_then_a_classifier_with_its_features_end_to_end(tiny_project
                                    "classify.model.contextual_encoder=models/lm/none"]), "classify")
         train(bad, tiny_project["dir"] / "models/classify/tiny/bad", [])
     assert not (tiny_project["dir"] / "models/classify/tiny/bad").exists()
+
+
+def test_words_are_spelled_as_bytes_between_markers_and_truncated_keeping_the_end():
+    from rnnlab.models.chars import BOW, EOW, PAD, encode_words
+
+    out = encode_words(["ab", "é", "abcdefgh"], 6)
+    assert out.tolist() == [[BOW, ord("a") + 3, ord("b") + 3, EOW, PAD, PAD],
+                            [BOW, 0xC3 + 3, 0xA9 + 3, EOW, PAD, PAD],  # é is two UTF-8 bytes
+                            [BOW, *(ord(c) + 3 for c in "abcd"), EOW]]
+    with pytest.raises(ConfigError, match=r"max_word_chars=2"):
+        encode_words(["a"], 2)
+
+
+def test_character_cnn_settings_are_checked():
+    from rnnlab.models.chars import CharCNN, check_filters
+
+    assert check_filters([[1, 4], [3, 2]], 5) == [(1, 4), (3, 2)]
+    with pytest.raises(ConfigError, match=r"wider than max_word_chars=4"):
+        check_filters([[5, 4]], 4)
+    with pytest.raises(ConfigError, match=r"list of \[width, count\] pairs"):
+        check_filters([3, 4], 10)
+    with pytest.raises(ConfigError, match=r"at least one"):
+        check_filters([], 10)
+    cnn = CharCNN(4, [[1, 3], [2, 5]], 1, 8)
+    assert cnn.output_size == 8 and cnn.embed_words(["a", "bb", "a"]).shape == (3, 8)
+
+
+def _char_bilm(words: list[str], token_layer: str = "word+chars") -> BiLM:
+    torch.manual_seed(0)
+    return BiLM(len(words), 5, H, 2, "lstm", 0.0, True, "full", None, None, "random", token_layer,
+                {"char_dim": 4, "char_filters": [[1, 3], [2, 5]], "max_word_chars": 8}, words).eval()
+
+
+def test_a_character_token_layer_spells_each_vocabulary_word_once_per_batch():
+    words = ["<unk>", "<eos>", "the", "river", "bank", "banks"]
+    model = _char_bilm(words)
+    ids = torch.tensor([[2, 3, 4, 2], [5, 4, 4, 0]])
+    with torch.no_grad():
+        got = model.token_inputs(ids)
+        direct = torch.cat([model.embedding(ids), model.chars.embed_words([words[i] for i in ids.flatten()])
+                            .view(2, 4, -1)], -1)
+    assert got.shape == (2, 4, 5 + 8) and torch.allclose(got, direct, atol=1e-6)
+    chars_only = _char_bilm(words, "chars")
+    assert chars_only.embedding is None and chars_only.token_inputs(ids).shape == (2, 4, 8)
+    with pytest.raises(ConfigError, match=r"token_layer='bytes'"):
+        _char_bilm(words, "bytes")
+
+
+@pytest.mark.parametrize("token_layer", ["word", "word+chars", "chars"])
+def test_words_glove_does_not_know_get_vectors_of_their_own_only_with_characters(tmp_path, token_layer):
+    """A consumer's words outside GloVe all share the biLM's <unk> vector with a word token layer; with the
+    character CNN each gets its spelling's vector (computed once, by the trained CNN)."""
+    from conftest import write_tiny_glove
+    from rnnlab.models.bilm import contextual_for_vocabulary
+
+    vec_path, words_path = write_tiny_glove(tmp_path)
+    folder, bilm = _biLM_folder(tmp_path, vec_path, words_path, token_layer)
+    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "the", "river", "bank", "movie"])}
+    features, record = contextual_for_vocabulary(folder, vocab, dropout=0.0)
+    river, bank = features.vectors[vocab["river"]], features.vectors[vocab["bank"]]
+    if token_layer == "word":
+        assert torch.equal(river, bank)
+    else:
+        assert not torch.allclose(river, bank)
+        spelled = bilm.chars.embed_words(["river", "bank"])
+        assert torch.allclose(features.vectors[[3, 4], -8:], spelled, atol=1e-6)
+    assert record["token_dim"] == {"word": 8, "word+chars": 16, "chars": 8}[token_layer]
+    assert record["vocab_found"] == (None if token_layer == "chars" else 2)
+    ids = torch.tensor([[2, 3, 4]])
+    with torch.no_grad():  # the consumer's features equal the whole biLM's on the same words
+        own = bilm.layers(torch.tensor([[2, 3, 4]]), torch.tensor([3]),
+                          features.vectors[ids]) if token_layer == "word" else None
+        mine = features.layers(ids, torch.tensor([3]))
+    assert mine.shape == (3, 1, 3, 2 * H)
+    if own is not None:
+        assert torch.allclose(own, mine)

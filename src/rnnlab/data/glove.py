@@ -65,36 +65,34 @@ def read_word2vec_binary(path: Path) -> tuple[list[str], np.ndarray]:
     return words, rows
 
 
-def load_vectors(emb_cfg: DictConfig) -> tuple[list[str], np.ndarray]:
-    """Return (words, vectors) where vectors[i] is the vector of words[i] (memory-mapped when .npy)."""
-    if emb_cfg.get("format") == "word2vec_binary":
-        from rnnlab.data.sources import package_file
-
-        if emb_cfg.source == "package":
-            pkg = emb_cfg.package
-            return read_word2vec_binary(package_file(pkg.name, str(pkg.version), pkg.vectors))
-        path = Path(str(emb_cfg.local.vectors or ""))
-        if not path.is_file():
-            raise DataError(f"embeddings.local.vectors: {str(path)!r} is not a file; point it at a word2vec .bin")
-        return read_word2vec_binary(path)
+def _vector_files(emb_cfg: DictConfig) -> tuple[Path, Path | None]:
+    """(the vectors file, the word-list file or None) that `embeddings.source` points at, checked to exist."""
     if emb_cfg.source == "package":
         from rnnlab.data.sources import package_file
 
         pkg = emb_cfg.package
-        vec_path = package_file(pkg.name, str(pkg.version), pkg.vectors)
-        words_path = package_file(pkg.name, str(pkg.version), pkg.words)
-    else:
-        if not emb_cfg.local.vectors:
-            raise DataError("embeddings.source=local needs embeddings.local.vectors (a .npy or GloVe .txt)")
-        vec_path = Path(emb_cfg.local.vectors)
-        if not vec_path.is_file():
-            raise DataError(f"embeddings.local.vectors: {vec_path} does not exist")
-        if vec_path.suffix != ".npy":
-            return _read_glove_text(vec_path)
-        if not emb_cfg.local.words or not Path(emb_cfg.local.words).is_file():
-            raise DataError(f"embeddings.local.words: {emb_cfg.local.words!r} is not a file; "
-                            "a .npy matrix needs its word list (.txt one per line, or .parquet)")
-        words_path = Path(emb_cfg.local.words)
+        words = pkg.get("words")
+        return (package_file(pkg.name, str(pkg.version), pkg.vectors),
+                package_file(pkg.name, str(pkg.version), words) if words else None)
+    if not emb_cfg.local.vectors:
+        raise DataError("embeddings.source=local needs embeddings.local.vectors (a .npy, a GloVe .txt or, with "
+                        "format=word2vec_binary, a word2vec .bin)")
+    vec_path = Path(str(emb_cfg.local.vectors))
+    if not vec_path.is_file():
+        raise DataError(f"embeddings.local.vectors: {vec_path} does not exist (or is not a file)")
+    return vec_path, Path(str(emb_cfg.local.words)) if emb_cfg.local.get("words") else None
+
+
+def load_vectors(emb_cfg: DictConfig) -> tuple[list[str], np.ndarray]:
+    """Return (words, vectors) where vectors[i] is the vector of words[i] (memory-mapped when .npy)."""
+    vec_path, words_path = _vector_files(emb_cfg)
+    if emb_cfg.get("format") == "word2vec_binary":  # the binary file holds the words
+        return read_word2vec_binary(vec_path)
+    if vec_path.suffix != ".npy":
+        return _read_glove_text(vec_path)
+    if words_path is None or not words_path.is_file():
+        raise DataError(f"embeddings.local.words: {str(words_path)!r} is not a file; a .npy matrix needs its word list "
+                        "(.txt one per line, or .parquet): set embeddings.local.words")
     try:
         vectors = np.load(vec_path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as err:

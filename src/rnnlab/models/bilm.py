@@ -25,6 +25,8 @@ from torch import nn
 
 from rnnlab.errors import ConfigError
 from rnnlab.io import read_json
+from rnnlab.models.chars import DEFAULT_FILTERS as DEFAULT_CHAR_FILTERS
+from rnnlab.models.chars import CharCNN, encode_words
 from rnnlab.models.choices import check_adaptive_cutoffs
 from rnnlab.models.encoders import RNN_CLASSES
 
@@ -40,22 +42,50 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index)
 
 
+TOKEN_LAYERS = ("word", "chars", "word+chars")
+CHAR_KEYS = ("char_dim", "char_filters", "char_highway", "max_word_chars")
+
+
+def char_cnn(cfg: dict) -> CharCNN:
+    """The character CNN a biLM's model config describes (its CHAR_KEYS, defaults where absent)."""
+    return CharCNN(int(cfg.get("char_dim", 16)), cfg.get("char_filters") or DEFAULT_CHAR_FILTERS,
+                   int(cfg.get("char_highway", 1)), int(cfg.get("max_word_chars", 20)))
+
+
 class BiLM(nn.Module):
     def __init__(self, vocab_size: int, embedding_dim: int, hidden_size: int, num_layers: int = 2,
                  cell: str = "lstm", dropout: float = 0.0, residual: bool = True, output_layer: str = "adaptive",
                  adaptive_cutoffs: list[int] | None = None, embeddings: np.ndarray | None = None,
-                 embedding_mode: str = "frozen"):
+                 embedding_mode: str = "frozen", token_layer: str = "word", char_cfg: dict | None = None,
+                 words: list[str] | None = None):
         super().__init__()
+        if token_layer not in TOKEN_LAYERS:
+            raise ConfigError(f"model.token_layer={token_layer!r}: expected one of {', '.join(TOKEN_LAYERS)}")
         self.vocab_size, self.hidden_size, self.num_layers, self.residual = vocab_size, hidden_size, num_layers, residual
-        # vocab_size None: the features-only biLM a consumer holds (no embedding table, no output layer)
-        self.embedding = nn.Embedding(vocab_size, embedding_dim) if vocab_size else None
-        if vocab_size and embedding_mode in ("frozen", "finetune"):
+        self.token_layer = token_layer
+        # vocab_size None: the features-only biLM a consumer holds (no token layer of its own, no output
+        # layer: the consumer passes its words' token vectors, see `token_inputs`)
+        self.embedding = nn.Embedding(vocab_size, embedding_dim) if vocab_size and "word" in token_layer.split("+") \
+            else None
+        if self.embedding is not None and embedding_mode in ("frozen", "finetune"):
             if embeddings is None or embeddings.shape != (vocab_size, embedding_dim):
                 raise ConfigError(f"model.embedding_mode={embedding_mode} needs the embed stage's matrix of "
                                   f"{vocab_size} x {embedding_dim}")
             self.embedding.weight.data.copy_(torch.as_tensor(embeddings))
             self.embedding.weight.requires_grad_(embedding_mode == "finetune")
-        self.projection = nn.Linear(embedding_dim, hidden_size)
+        self.chars = None
+        if vocab_size and "chars" in token_layer.split("+"):
+            self.chars = char_cnn(char_cfg or {})
+            if words is not None and len(words) != vocab_size:
+                raise ConfigError(f"the character table needs one word per vocabulary id: {len(words)} words "
+                                  f"for {vocab_size} ids")
+            # each vocabulary word's bytes (saved with the weights: a loaded biLM needs no word list)
+            table = encode_words(words, self.chars.max_chars) if words is not None else \
+                torch.zeros(vocab_size, self.chars.max_chars, dtype=torch.long)
+            self.register_buffer("char_table", table)
+        width = embedding_dim if vocab_size is None else \
+            (embedding_dim if self.embedding is not None else 0) + (self.chars.output_size if self.chars else 0)
+        self.projection = nn.Linear(width, hidden_size)
         rnn = RNN_CLASSES[cell]
         self.forward_layers = nn.ModuleList(rnn(hidden_size, hidden_size, batch_first=True) for _ in range(num_layers))
         self.backward_layers = nn.ModuleList(rnn(hidden_size, hidden_size, batch_first=True) for _ in range(num_layers))
@@ -70,13 +100,27 @@ class BiLM(nn.Module):
             self.decoder = nn.Linear(hidden_size, vocab_size)
 
     @property
+    def token_width(self) -> int:
+        """The width of the token vectors the projection reads."""
+        return self.projection.in_features
+
+    def token_inputs(self, ids: torch.Tensor) -> torch.Tensor:
+        """The token vectors of vocabulary ids (before the projection): [word embedding; character CNN], each
+        part as `token_layer` says. The CNN runs once per distinct word of the batch."""
+        parts = [self.embedding(ids)] if self.embedding is not None else []
+        if self.chars is not None:
+            distinct, inverse = torch.unique(ids, return_inverse=True)
+            parts.append(self.chars(self.char_table[distinct])[inverse])
+        return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
+
+    @property
     def output_size(self) -> int:
         return 2 * self.hidden_size
 
     def tokens(self, ids: torch.Tensor, vectors: torch.Tensor | None = None) -> torch.Tensor:
         """The token layer: (batch, time, hidden). `vectors` replaces the embedding lookup (a consumer's own
         vocabulary, embedded in the same space)."""
-        return self.projection(self.embedding(ids) if vectors is None else vectors)
+        return self.projection(self.token_inputs(ids) if vectors is None else vectors)
 
     def _stack(self, layers: nn.ModuleList, x: torch.Tensor, state: list | None) -> tuple[list, list]:
         outputs, new_state = [], []
@@ -117,12 +161,16 @@ class BiLM(nn.Module):
         return torch.stack(stacked)
 
 
-def build_bilm(model_cfg: dict, vocab_size: int, embeddings: np.ndarray | None = None) -> BiLM:
+def build_bilm(model_cfg: dict, vocab_size: int, embeddings: np.ndarray | None = None,
+               words: list[str] | None = None) -> BiLM:
+    """A biLM from the lm family's model config; `words` (the vocabulary, by id) fills the character table of
+    a character token layer (left out when loading trained weights, which hold it)."""
     mode = model_cfg.get("embedding_mode", "frozen")
     dim = int(embeddings.shape[1]) if mode != "random" and embeddings is not None else int(model_cfg["embedding_dim"])
     return BiLM(vocab_size, dim, int(model_cfg["hidden_size"]), int(model_cfg["num_layers"]), model_cfg["cell"],
                 float(model_cfg["dropout"]), bool(model_cfg.get("residual", True)), model_cfg["output_layer"],
-                list(model_cfg.get("adaptive_cutoffs") or []), embeddings, mode)
+                list(model_cfg.get("adaptive_cutoffs") or []), embeddings, mode,
+                model_cfg.get("token_layer", "word"), {k: model_cfg[k] for k in CHAR_KEYS if k in model_cfg}, words)
 
 
 class ScalarMix(nn.Module):
@@ -191,10 +239,9 @@ class ContextualFeatures(nn.Module):
 def contextual_for_vocabulary(encoder_dir: Path, vocab: dict[str, int], dropout: float,
                               key: str = "model.contextual_encoder") -> tuple[ContextualFeatures, dict]:
     """The frozen biLM of `encoder_dir` (an lm_bilm output) made ready for a consumer's vocabulary `vocab`
-    (word -> id): each word gets the biLM's token-space vector (the GloVe row, exact then lower-cased, from
-    the embeddings the biLM was trained with), or the biLM's `<unk>` vector when GloVe does not know it.
-    Returns (the features module, what the consumer's model.json records about it)."""
-    from rnnlab.data.glove import build_matrix, load_vectors
+    (word -> id): each word gets the biLM's token vector (`token_parts`), computed once here, so the consumer
+    holds no token layer of the biLM. Returns (the features module, what the consumer's model.json records
+    about it)."""
     from rnnlab.io import read_model_info
 
     encoder_dir = Path(encoder_dir)
@@ -206,13 +253,36 @@ def contextual_for_vocabulary(encoder_dir: Path, vocab: dict[str, int], dropout:
         raise ConfigError(f"{key}={encoder_dir}: that is a {info['family']} model, not a biLM (an lm_bilm output, "
                           "model.bidirectional=true); point the key at models/bilm/<dataset>")
     weights = torch.load(encoder_dir / "model.pt", map_location="cpu", weights_only=True)
-    words, table = load_vectors(OmegaConf.create(info["token_embeddings"]))
-    vectors, found = build_matrix(vocab, words, table, seed=0, pad_id=0)
-    vectors[~found] = weights["embedding.weight"][0].numpy()  # the biLM's <unk> row (id 0 in its vocabulary)
+    parts, found = token_parts(info, weights, vocab)
+    vectors = np.concatenate(parts, 1).astype(np.float32)
     vectors[0] = 0.0  # the consumer's padding (never read: after each sentence)
     features = ContextualFeatures(info["model"], vectors, dropout)
     features.load_bilm(weights)
     summary = read_json(encoder_dir / "train_summary.json") if (encoder_dir / "train_summary.json").is_file() else {}
     record = {"encoder": str(encoder_dir), "bilm": info["model"], "token_dim": int(vectors.shape[1]),
-              "vocab_found": int(found.sum()), "bilm_val_ppl": summary.get("best_val_ppl")}
+              "vocab_found": None if found is None else int(found.sum()), "bilm_val_ppl": summary.get("best_val_ppl")}
     return features, record
+
+
+def token_parts(info: dict, weights: dict, vocab: dict[str, int]) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """The biLM's token vectors (before its projection) of a consumer's words, as its token layer makes them:
+    the GloVe row (its `<unk>` row for words GloVe does not know) and/or the trained character CNN's vector
+    of the word's spelling (every word gets one). Returns (the parts, in the biLM's order; which words GloVe
+    knows, None without a word part)."""
+    from rnnlab.data.glove import build_matrix, load_vectors
+
+    layer = info["model"].get("token_layer", "word").split("+")
+    parts, found = [], None
+    if "word" in layer:
+        words, table = load_vectors(OmegaConf.create(info["token_embeddings"]))
+        vectors, found = build_matrix(vocab, words, table, seed=0, pad_id=0)
+        vectors[~found] = weights["embedding.weight"][0].numpy()  # the biLM's <unk> row (id 0 in its vocabulary)
+        parts.append(vectors)
+    if "chars" in layer:
+        cnn = char_cnn(info["model"])
+        cnn.load_state_dict({k[len("chars."):]: v for k, v in weights.items() if k.startswith("chars.")})
+        by_id = [""] * len(vocab)
+        for word, i in vocab.items():
+            by_id[i] = word
+        parts.append(cnn.eval().embed_words(by_id).numpy())
+    return parts, found

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +165,7 @@ class Classifier:
     model: torch.nn.Module
     info: dict
     tokenizer: object
+    cache: dict = field(default_factory=dict)  # computed once per loaded model (the reference occurrences)
 
 
 def load_classifier(model_dir: Path) -> Classifier:
@@ -231,6 +232,25 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def _reference_occurrences(loaded: Classifier) -> tuple[list[str], list[str], torch.Tensor]:
+    """Every word occurrence of REFERENCE_SENTENCES: (its word, its sentence, its unit contextual vector), the
+    sentences run as one padded batch (padding comes after each sentence: it changes no real word's vector),
+    once per loaded model."""
+    if "references" not in loaded.cache:
+        encoded = [loaded.tokenizer.encode(s, add_special_tokens=False).ids for s in REFERENCE_SENTENCES]
+        lengths = torch.tensor([len(ids) for ids in encoded])
+        batch = torch.zeros(len(encoded), int(lengths.max()), dtype=torch.long)
+        for row, ids in enumerate(encoded):
+            batch[row, : len(ids)] = torch.tensor(ids)
+        vectors = _unit(loaded.model.contextual(batch, lengths))
+        words = [w for ids in encoded for w in _words(loaded.tokenizer, ids)]
+        sentences = [s for s, ids in zip(REFERENCE_SENTENCES, encoded) for _ in ids]
+        refs = torch.cat([vectors[row, : len(ids)] for row, ids in enumerate(encoded)])
+        loaded.cache["references"] = (words, sentences, refs)
+    return loaded.cache["references"]
+
+
+@torch.no_grad()
 def word_neighbours(loaded: Classifier, text: str, word: str, k: int = 8) -> dict:
     """Nearest neighbours of `word` as it occurs in `text`: {"static": [(word, cosine)]: the vocabulary words
     nearest by the word's own vector (the GloVe row the biLM reads, or the classifier's fine-tuned embedding
@@ -258,16 +278,8 @@ def word_neighbours(loaded: Classifier, text: str, word: str, k: int = 8) -> dic
     if contextual is None:
         return {"static": static, "contextual": None, "word": wanted[0]}
     contextual.eval()
-
-    def vectors(token_ids: list[int]) -> torch.Tensor:
-        return contextual(torch.tensor([token_ids]), torch.tensor([len(token_ids)]))[0]
-
-    query = vectors(ids)[position]
-    occurrences = []
-    for sentence in REFERENCE_SENTENCES:
-        ref = tokenizer.encode(sentence, add_special_tokens=False).ids
-        words = _words(tokenizer, ref)
-        for j, v in enumerate(vectors(ref)):
-            occurrences.append((words[j], sentence, float(_unit(v) @ _unit(query))))
+    query = _unit(contextual(torch.tensor([ids]), torch.tensor([len(ids)]))[0, position])
+    words, sentences, refs = _reference_occurrences(loaded)
+    occurrences = list(zip(words, sentences, (refs @ query).tolist()))
     occurrences.sort(key=lambda o: -o[2])
     return {"static": static, "contextual": [(w, s, round(c, 3)) for w, s, c in occurrences[:k]], "word": wanted[0]}

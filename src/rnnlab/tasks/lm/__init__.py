@@ -26,10 +26,11 @@ def add_training_text(data, raw: Path, column: str) -> dict:
 
     import numpy as np
 
-    if not (raw / "stats.json").is_file():
-        raise ConfigError(f"lm.bilm.extra_train_text={raw}: not a finished download output (no stats.json); run "
-                          "that data set's download stage first (e.g. `dvc repro classify_download`), or set it to null")
-    train = load_raw(raw)["train"]
+    try:
+        train = load_raw(raw)["train"]
+    except DataError as err:  # not a finished download output, or a damaged one
+        raise ConfigError(f"lm.bilm.extra_train_text={raw}: {err} (e.g. `dvc repro classify_download`), or set "
+                          "it to null") from None
     if column not in train.column_names:
         raise DataError(f"lm.bilm.extra_train_text={raw}: its train split has no column {column!r} (columns: "
                         f"{train.column_names}); set lm.bilm.extra_text_column")
@@ -57,6 +58,8 @@ class LanguageModelFamily(TaskFamily):
         "embedding_dim": int_in(1, 8192), "hidden_size": int_in(1, 8192), "num_layers": int_in(1, 16),
         "dropout": number_in(0.0, 0.95), "embedding_dropout": number_in(0.0, 0.95),
         "bidirectional": choice(True, False), "residual": choice(True, False),
+        "token_layer": choice("word", "chars", "word+chars"), "char_dim": int_in(1, 1024),
+        "char_highway": int_in(0, 8), "max_word_chars": int_in(3, 200),
     }
     stream_schema = {"bptt": int_in(2, 100000), "eval_bptt": int_in(2, 100000), "variable": choice(True, False),
                      "eval_batch_size": int_in(1, 65536)}
@@ -88,6 +91,12 @@ class LanguageModelFamily(TaskFamily):
                                   f"{', '.join(f'lm.model.{k}=true' for k in unsupported)}; set them to false")
             if model.cell == "rnn":
                 raise ConfigError("lm.model.bidirectional=true takes cell=lstm or gru (ELMo's layers are LSTMs)")
+            from rnnlab.models.chars import check_filters
+
+            check_filters(OmegaConf.to_container(model.char_filters), int(model.max_word_chars), "lm.model.char_filters")
+        elif model.token_layer != "word":
+            raise ConfigError(f"lm.model.token_layer={model.token_layer} (a character CNN) is a biLM option: set "
+                              "lm.model.bidirectional=true, or token_layer=word")
 
     def build(self, cfg: DictConfig) -> Built:
         from rnnlab.data.prepare import embeddings_dir, load_matrix, tokenized_dir
@@ -106,13 +115,19 @@ class LanguageModelFamily(TaskFamily):
         if model.output_layer == "adaptive":  # against the real vocabulary (a small corpus has a small one)
             check_adaptive_cutoffs(OmegaConf.to_container(model.adaptive_cutoffs) if model.adaptive_cutoffs else [],
                                    vocab, f"the vocabulary size of {tokenized_dir(cfg)}")
-        matrix = load_matrix(embeddings_dir(cfg), vocab) if model.embedding_mode != "random" else None
+        reads_words = not model.bidirectional or "word" in str(model.token_layer).split("+")  # else: chars alone
+        matrix = load_matrix(embeddings_dir(cfg), vocab) if model.embedding_mode != "random" and reads_words else None
         if matrix is not None and matrix.shape[1] != int(model.embedding_dim):
             raise ConfigError(f"lm.model.embedding_mode={model.embedding_mode} starts from {cfg.embeddings.name}, "
                               f"{matrix.shape[1]}-d, but lm.model.embedding_dim={model.embedding_dim}: set "
                               f"lm.model.embedding_dim={matrix.shape[1]}, or embedding_mode=random")
-        module = LMModule(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.optim), vocab, matrix)
-        info = {"vocab_size": vocab, "embedding_dim": int(module.model.embedding.embedding_dim),
+        words = None
+        if model.bidirectional and model.token_layer != "word":  # the character CNN spells the vocabulary
+            words = [""] * vocab
+            for word, i in data.tokenizer.get_vocab().items():
+                words[i] = word
+        module = LMModule(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.optim), vocab, matrix, words)
+        info = {"vocab_size": vocab, "embedding_dim": int(model.embedding_dim),
                 "stream": OmegaConf.to_container(stream)}
         if model.bidirectional:  # what a consumer of the frozen biLM needs to embed its own words alike
             info["token_embeddings"] = OmegaConf.to_container(cfg.embeddings)

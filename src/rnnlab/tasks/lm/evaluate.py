@@ -26,9 +26,9 @@ class LanguageModel:
     tokenizer: object
 
 
-def load_lm(model_dir: Path) -> LanguageModel:
-    from rnnlab.io import build_from_info, load_tokenizer, read_model_info
-    from rnnlab.tasks.lm.data import TOKENIZER_FILE
+def _load_network(model_dir: Path) -> tuple[torch.nn.Module, dict]:
+    """A trained folder's network (a WordLM or a biLM) in eval mode, and its model.json."""
+    from rnnlab.io import build_from_info, read_model_info
     from rnnlab.tasks.lm.model import build_lm
 
     model_dir = Path(model_dir)
@@ -36,15 +36,23 @@ def load_lm(model_dir: Path) -> LanguageModel:
     if not (model_dir / "model.pt").is_file():
         raise DataError(f"{model_dir} is not a trained model folder: model.pt missing; train one with `dvc repro` "
                         "or pipelines/train.py")
-    if info["model"].get("bidirectional"):
-        raise DataError(f"{model_dir} is a biLM, a frozen encoder of contextual word features "
-                        "(classify.model.contextual=elmo uses it), not a next-word model; use a folder of "
-                        "models/lm/<dataset>/")
     # the GloVe start is in the weights: rebuild with a random embedding of the recorded width, then load
     cfg = {**info["model"], "embedding_mode": "random", "embedding_dim": info["embedding_dim"]}
     model = build_from_info(build_lm, model_dir, cfg, info["vocab_size"])
     load_weights(model_dir / "model.pt", model)
-    return LanguageModel(model.eval(), info, load_tokenizer(model_dir / TOKENIZER_FILE))
+    return model.eval(), info
+
+
+def load_lm(model_dir: Path) -> LanguageModel:
+    from rnnlab.io import load_tokenizer, read_model_info
+    from rnnlab.tasks.lm.data import TOKENIZER_FILE
+
+    if read_model_info(model_dir, ("family", "model"), family="lm")["model"].get("bidirectional"):
+        raise DataError(f"{model_dir} is a biLM, a frozen encoder of contextual word features "
+                        "(classify.model.contextual=elmo uses it), not a next-word model; use a folder of "
+                        "models/lm/<dataset>/")
+    model, info = _load_network(model_dir)
+    return LanguageModel(model, info, load_tokenizer(Path(model_dir) / TOKENIZER_FILE))
 
 
 @torch.no_grad()
@@ -183,16 +191,10 @@ def bilm_perplexity(model, ids: np.ndarray, batch_size: int = 32, bptt: int = 70
 def _evaluate_bilm(tokenized: Path, model_dir: Path, metrics_path: Path, plots_dir: Path, eval_batch_size: int,
                    eval_bptt: int, log_to_mlflow: bool) -> dict:
     """A biLM (a frozen encoder, not a next-word model): perplexity per direction, the learning curve."""
-    from rnnlab.io import build_from_info, load_weights, read_model_info
     from rnnlab.tasks.lm.data import load_streams
-    from rnnlab.tasks.lm.model import build_lm
     from rnnlab.tracking.mlflow_utils import log_to_run
 
-    info = read_model_info(model_dir, ("family", "model", "vocab_size", "embedding_dim"), family="lm")
-    model = build_from_info(build_lm, model_dir, {**info["model"], "embedding_mode": "random",
-                                                  "embedding_dim": info["embedding_dim"]}, info["vocab_size"])
-    load_weights(Path(model_dir) / "model.pt", model)
-    model.eval()
+    model, info = _load_network(model_dir)
     streams, _ = load_streams(Path(tokenized))
     scores = {split: bilm_perplexity(model, streams[split], eval_batch_size, eval_bptt)
               for split in ("validation", "test")}

@@ -110,12 +110,13 @@ class WordLM(nn.Module):
         return out.reshape(*features.shape[:-1], self.vocab_size)
 
 
-def build_lm(model_cfg: dict, vocab_size: int, embeddings: np.ndarray | None = None):
-    """A WordLM, or with `bidirectional: true` an ELMo-style biLM (rnnlab.models.bilm)."""
+def build_lm(model_cfg: dict, vocab_size: int, embeddings: np.ndarray | None = None, words: list[str] | None = None):
+    """A WordLM, or with `bidirectional: true` an ELMo-style biLM (rnnlab.models.bilm; `words`, the
+    vocabulary by id, spells its words for a character token layer)."""
     if model_cfg.get("bidirectional"):
         from rnnlab.models.bilm import build_bilm
 
-        return build_bilm(model_cfg, vocab_size, embeddings)
+        return build_bilm(model_cfg, vocab_size, embeddings, words)
     mode = model_cfg.get("embedding_mode", "random")
     dim = int(embeddings.shape[1]) if mode != "random" and embeddings is not None else int(model_cfg["embedding_dim"])
     return WordLM(vocab_size, dim, int(model_cfg["hidden_size"]), int(model_cfg["num_layers"]), model_cfg["cell"],

@@ -183,10 +183,11 @@ class LMModule(pl.LightningModule):
     """Next-word cross-entropy with the state carried across windows; per-token loss and perplexity per
     split and epoch (the validation/test figures are exact corpus averages: summed, then divided)."""
 
-    def __init__(self, model_cfg: dict, optim_cfg: dict, vocab_size: int, embeddings: np.ndarray | None = None):
+    def __init__(self, model_cfg: dict, optim_cfg: dict, vocab_size: int, embeddings: np.ndarray | None = None,
+                 words: list[str] | None = None):
         super().__init__()
-        self.save_hyperparameters(ignore=["embeddings"])
-        self.model = build_lm(model_cfg, vocab_size, embeddings)
+        self.save_hyperparameters(ignore=["embeddings", "words"])
+        self.model = build_lm(model_cfg, vocab_size, embeddings, words)
         self.state = {"train": None, "val": None, "test": None}
         self.sums = {split: [0.0, 0] for split in ("train", "val", "test")}
 
