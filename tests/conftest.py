@@ -147,6 +147,49 @@ def tiny_lm_overrides(folder: Path, vec_path: Path, words_path: Path) -> list[st
     ]
 
 
+NER_PEOPLE = (["Ana"], ["Bob", "Smith"], ["Carla"], ["Dan", "Brown"])
+NER_PLACES = (["Paris"], ["New", "York"], ["Lima"], ["San", "Diego"])
+
+
+def make_tagged_sentences(n: int, seed: int = 0) -> list[list[tuple[str, str]]]:
+    """Sentences of a tiny grammar, "<person> went to <place> today !" and the like, tagged in BIO (person,
+    geo-loc; multi-word names get I- tags)."""
+    rng = np.random.default_rng(seed)
+    sentences = []
+
+    def entity(words: list[str], kind: str) -> list[tuple[str, str]]:
+        return [(w, ("B-" if i == 0 else "I-") + kind) for i, w in enumerate(words)]
+
+    for _ in range(n):
+        person = entity(NER_PEOPLE[rng.integers(len(NER_PEOPLE))], "person")
+        place = entity(NER_PLACES[rng.integers(len(NER_PLACES))], "geo-loc")
+        if rng.random() < 0.5:
+            words = [*person, ("went", "O"), ("to", "O"), *place, ("today", "O"), ("!", "O")]
+        else:
+            words = [("we", "O"), ("met", "O"), *person, ("in", "O"), *place]
+        sentences.append(words)
+    return sentences
+
+
+def write_conll(path: Path, sentences: list[list[tuple[str, str]]]) -> Path:
+    path.write_text("\n\n".join("\n".join(f"{w}\t{t}" for w, t in s) for s in sentences) + "\n", encoding="utf-8")
+    return path
+
+
+def tiny_ner_overrides(folder: Path, vec_path: Path, words_path: Path) -> list[str]:
+    """A tiny local CoNLL file (train only: the download stage carves validation and test from it) and the
+    overrides that make `ner.*` train on it in seconds."""
+    conll = write_conll(folder / "tagged.conll", make_tagged_sentences(120))
+    return [
+        "ner.data.name=tinyner", "ner.data.source=local", f"ner.data.local.train={conll}",
+        "ner.embeddings.source=local", f"ner.embeddings.local.vectors={vec_path}",
+        f"ner.embeddings.local.words={words_path}", "ner.model.hidden_size=16", "ner.model.char_dim=4",
+        "ner.model.char_filters=[[2,8]]", "ner.model.embedding_dropout=0.0", "ner.model.dropout=0.0",
+        "ner.optim.batch_size=8", "ner.optim.lr=0.02", "ner.optim.embedding_lr=0.02", "ner.trainer.max_epochs=4",
+        "ner.trainer.patience=4", "ner.trainer.progress_bar=false",
+    ]
+
+
 def write_tiny_glove(folder: Path, dim: int = 8) -> tuple[Path, Path]:
     words = ["the", "movie", "good", "bad", "great", "awful", ".", "!", "film", "Zebra"]
     vectors = np.random.default_rng(1).normal(0, 0.5, size=(len(words), dim)).astype(np.float32)
@@ -203,6 +246,7 @@ def tiny_project_files(folder: Path) -> list[str]:
         f"tracking.artifact_location={folder}/mlartifacts",
         *tiny_translation_overrides(folder / "inputs", vec_path, words_path),
         *tiny_lm_overrides(folder / "inputs", vec_path, words_path),
+        *tiny_ner_overrides(folder / "inputs", vec_path, words_path),
     ]
 
 

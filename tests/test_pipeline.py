@@ -18,7 +18,8 @@ from conftest import ROOT, run_cmd
 # family's stages are the same code for every variant; the models of every cell x pooling x attention are
 # unit-tested in test_models.py and test_seq2seq.py).
 GRID = ["classify.grid.cell=[lstm,gru]", "classify.grid.pooling=[attention]",
-        "seq2seq.grid.cell=[gru]", "seq2seq.grid.attention=[none,additive]"]
+        "seq2seq.grid.cell=[gru]", "seq2seq.grid.attention=[none,additive]", "ner.grid.output=[crf]",
+        "ner.grid.char_encoder=[cnn]"]
 CLASSIFY_VARIANTS = ("lstm-attention", "gru-attention")
 
 pytestmark = pytest.mark.slow  # DVC pipelines and Hydra sweeps through the real stage scripts

@@ -89,24 +89,9 @@ def classification_metrics(labels: np.ndarray, preds: np.ndarray, label_names: l
     }
 
 
-def _confusion_png(confusion: np.ndarray, label_names: list[str], title: str, path: Path) -> None:
-    from rnnlab.reporting.figures import new_figure, save_figure
-
-    fig, ax = new_figure(1.2 * len(label_names) + 2.5, 1.0 * len(label_names) + 2)
-    ax.imshow(confusion, cmap="Blues")
-    ax.set_xticks(range(len(label_names)), label_names, rotation=45, ha="right")
-    ax.set_yticks(range(len(label_names)), label_names)
-    for (i, j), v in np.ndenumerate(confusion):
-        ax.text(j, i, str(v), ha="center", va="center",
-                color="white" if v > confusion.max() / 2 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("actual")
-    ax.set_title(title)
-    save_figure(fig, path)
-
-
 def evaluate(tokenized: Path, model_dir: Path, metrics_path: Path, plots_dir: Path,
              log_to_mlflow: bool = True) -> dict:
+    from rnnlab.reporting.figures import confusion_png
     from rnnlab.tasks.classify.data import load_tokenized
     from rnnlab.tracking.mlflow_utils import log_to_run
 
@@ -136,7 +121,7 @@ def evaluate(tokenized: Path, model_dir: Path, metrics_path: Path, plots_dir: Pa
             writer.writerow(["actual", "predicted"])
             writer.writerows([names[a], names[p]] for a, p in zip(labels, preds))
         write_json(tmp / "details.json", details)
-        _confusion_png(np.array(details["confusion"]), names,
+        confusion_png(np.array(details["confusion"]), names,
                        f"{summary['dataset']} {summary['variant']} (test acc {metrics['accuracy']:.3f})",
                        tmp / "confusion.png")
         with (tmp / "misclassified.jsonl").open("w", encoding="utf-8") as handle:
