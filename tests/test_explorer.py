@@ -167,6 +167,10 @@ def trained_project(tmp_path_factory, empty_mlflow_store):
         for stage in ("download", "tokenize"):
             run_data_stage(lm, stage)
         train(lm, root / "models" / "lm" / lm.data.name / "lstm", ["explorer-test"])
+        ner = family_view(compose([*overrides, "ner.trainer.max_epochs=6"]), "ner")  # the tagger, tiny names and places
+        for stage in ("download", "tokenize", "embed"):
+            run_data_stage(ner, stage)
+        train(ner, root / "models" / "ner" / ner.data.name / "crf-cnn", ["explorer-test"])
     finally:
         os.chdir(cwd)
     return root
@@ -211,8 +215,9 @@ def test_the_page_in_a_browser_shows_every_tab_at_work_and_listens_on_loopback_o
         time.sleep(2)
         listening = {c.laddr for c in psutil.Process(server.pid).net_connections("inet") if c.status == "LISTEN"}
         assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
-        facts = check_page(f"http://127.0.0.1:{port}/", ["classify", "lm", "seq2seq"],
-                           {"classify": "a great film", "seq2seq": "the cat eats fish .", "lm": "the big cat"},
+        facts = check_page(f"http://127.0.0.1:{port}/", ["classify", "lm", "ner", "seq2seq"],
+                           {"classify": "a great film", "seq2seq": "the cat eats fish .", "lm": "the big cat",
+                            "ner": "we met Ana in New York"},
                            screenshots=tmp_path / "shots")
     finally:
         server.terminate()
@@ -238,6 +243,13 @@ def test_the_page_in_a_browser_shows_every_tab_at_work_and_listens_on_loopback_o
     assert [int(p.rstrip("%")) for p in shown[2::2]] == [round(100 * p) for _, p in expected]
     sampled = facts["lm"]["continuation"]  # the tab's default 30 sampled tokens, each <eos> shown as a line break
     assert len(sampled.split()) + sampled.count("\n") == 30, sampled
+    # entities: every token shown, the entities highlighted by type as the tagger finds them, a row per token
+    from rnnlab.tasks.ner.evaluate import tag_texts
+
+    tagged = tag_texts(next((trained_project / "models/ner").glob("*/crf-cnn")), ["we met Ana in New York"])[0]
+    assert facts["ner"]["tokens"] == ["we", "met", "Ana", "in", "New", "York"]
+    assert facts["ner"]["entities"] == [kind for kind, *_ in tagged["entities"]] and facts["ner"]["entities"]
+    assert len(facts["ner"]["rows"]) == 6 and facts["ner"]["rows"][2].split()[:3] == ["2", "Ana", tagged["tags"][2]]
     # side by side: both translation models answered; only the attention model has a heatmap
     assert facts["side_by_side"]["models"] == ["gru-additive", "gru-none"] and facts["side_by_side"]["heatmaps"] == 1
     assert all(shot.stat().st_size > 20_000 for shot in facts["screenshots"])
