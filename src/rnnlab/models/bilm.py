@@ -163,7 +163,7 @@ class BiLM(nn.Module):
 
 def build_bilm(model_cfg: dict, vocab_size: int, embeddings: np.ndarray | None = None,
                words: list[str] | None = None) -> BiLM:
-    """A biLM from the lm family's model config; `words` (the vocabulary, by id) fills the character table of
+    """A biLM from a language-model config group; `words` (the vocabulary, by id) fills the character table of
     a character token layer (left out when loading trained weights, which hold it)."""
     mode = model_cfg.get("embedding_mode", "frozen")
     dim = int(embeddings.shape[1]) if mode != "random" and embeddings is not None else int(model_cfg["embedding_dim"])

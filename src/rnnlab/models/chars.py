@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from rnnlab.errors import ConfigError
+from rnnlab.models.choices import check_filters
 
 PAD, BOW, EOW = 0, 1, 2
 NUM_CHAR_IDS = 256 + 3  # the byte values, shifted past the three markers
@@ -31,21 +32,6 @@ def encode_words(words: Sequence[str], max_chars: int) -> torch.Tensor:
         ids = [BOW] + [b + 3 for b in str(word).encode("utf-8")[: max_chars - 2]] + [EOW]
         out[i, : len(ids)] = torch.tensor(ids)
     return out
-
-
-def check_filters(filters, max_chars: int, key: str = "char_filters") -> list[tuple[int, int]]:
-    """[[width, count], ...] with every width <= max_chars: a clear error otherwise."""
-    try:
-        pairs = [(int(w), int(c)) for w, c in filters]
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key}={filters!r}: expected a list of [width, count] pairs, e.g. "
-                          "[[1, 32], [2, 32], [3, 64]]") from None
-    if not pairs or any(w < 1 or c < 1 for w, c in pairs):
-        raise ConfigError(f"{key}={filters!r}: needs at least one [width, count] pair, each >= 1")
-    if max(w for w, _ in pairs) > max_chars:
-        raise ConfigError(f"{key}: a filter of width {max(w for w, _ in pairs)} is wider than max_word_chars="
-                          f"{max_chars}; raise max_word_chars or narrow the filter")
-    return pairs
 
 
 class Highway(nn.Module):

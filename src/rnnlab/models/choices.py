@@ -19,3 +19,18 @@ def check_adaptive_cutoffs(cutoffs, vocab_size: int, vocab_name: str) -> list[in
         raise ConfigError(f"model.adaptive_cutoffs={cutoffs}: give increasing, unique whole numbers between 1 and "
                           f"{vocab_name} - 1 ({vocab_size - 1}), e.g. [2000] or [1000,3000]")
     return [int(c) for c in cutoffs]
+
+
+def check_filters(filters, max_chars: int, key: str = "char_filters") -> list[tuple[int, int]]:
+    """[[width, count], ...] with every width <= max_chars: a clear error otherwise."""
+    try:
+        pairs = [(int(w), int(c)) for w, c in filters]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}={filters!r}: expected a list of [width, count] pairs, e.g. "
+                          "[[1, 32], [2, 32], [3, 64]]") from None
+    if not pairs or any(w < 1 or c < 1 for w, c in pairs):
+        raise ConfigError(f"{key}={filters!r}: needs at least one [width, count] pair, each >= 1")
+    if max(w for w, _ in pairs) > max_chars:
+        raise ConfigError(f"{key}: a filter of width {max(w for w, _ in pairs)} is wider than max_word_chars="
+                          f"{max_chars}; raise max_word_chars or narrow the filter")
+    return pairs

@@ -91,7 +91,7 @@ class LanguageModelFamily(TaskFamily):
                                   f"{', '.join(f'lm.model.{k}=true' for k in unsupported)}; set them to false")
             if model.cell == "rnn":
                 raise ConfigError("lm.model.bidirectional=true takes cell=lstm or gru (ELMo's layers are LSTMs)")
-            from rnnlab.models.chars import check_filters
+            from rnnlab.models.choices import check_filters
 
             check_filters(OmegaConf.to_container(model.char_filters), int(model.max_word_chars), "lm.model.char_filters")
         elif model.token_layer != "word":

@@ -32,7 +32,7 @@ class NerFamily(TaskFamily):
     }
 
     def validate(self, cfg: DictConfig) -> None:
-        from rnnlab.models.chars import check_filters
+        from rnnlab.models.choices import check_filters
 
         if cfg.model.char_encoder == "cnn":
             check_filters(OmegaConf.to_container(cfg.model.char_filters), int(cfg.model.max_word_chars),
