@@ -176,3 +176,44 @@ def test_the_pipeline_trains_evaluates_and_predicts_on_tiny_tagged_data(tiny_pro
     assert not (tiny_project["dir"] / "data/raw/bad").exists()  # nothing half-written
     with pytest.raises(ConfigError, match="one id per given token"):
         validate(family_view(compose([*overrides, "ner.tokenizer.split_punctuation=true"]), "ner"))
+
+
+@pytest.mark.slow
+@pytest.mark.cost(20)
+@pytest.mark.timeout(300)
+def test_a_tagger_stopped_inside_an_epoch_resumes_to_the_uninterrupted_result(tiny_project, monkeypatch, capsys):
+    """The shared resume machinery with this family's data and module: a failure inside epoch 3 keeps the end
+    of epoch 2; the same call resumes there and ends with the weights and history of an uninterrupted run."""
+    from rnnlab.config import compose, family_view, validate
+    from rnnlab.data.prepare import run_data_stage
+    from rnnlab.tasks.ner.module import TaggerModule
+    from rnnlab.training.train import train
+
+    monkeypatch.chdir(tiny_project["dir"])
+    cfg = family_view(compose([*tiny_project["overrides"], "ner.trainer.max_epochs=4", "ner.trainer.patience=4"]),
+                      "ner")
+    validate(cfg)
+    for stage in ("download", "tokenize", "embed"):
+        run_data_stage(cfg, stage)
+    root = tiny_project["dir"]
+    reference = train(cfg, root / "reference", [])
+    original = TaggerModule.training_step
+
+    def stopped(self, batch, batch_idx):
+        if self.current_epoch == 2 and batch_idx == 3:
+            raise RuntimeError("simulated stop inside epoch 3")
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(TaggerModule, "training_step", stopped)
+    with pytest.raises(RuntimeError, match="simulated stop"):
+        train(cfg, root / "resumed", [], checkpoint_dir=root / "ckpt")
+    assert not (root / "resumed").exists()
+    monkeypatch.setattr(TaggerModule, "training_step", original)
+    capsys.readouterr()
+    resumed = train(cfg, root / "resumed", [], checkpoint_dir=root / "ckpt")
+    assert "resuming from" in capsys.readouterr().out and resumed["resumed"]
+    a, b = (torch.load(root / name / "model.pt", weights_only=True) for name in ("reference", "resumed"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    drop = ("epoch_seconds", "train_tokens_per_second")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in reference["history"]] == \
+           [{k: v for k, v in r.items() if k not in drop} for r in resumed["history"]]
