@@ -90,6 +90,32 @@ def load_raw(path: Path):
     return read_stage_output(path, "download", lambda: load_dataset(path))
 
 
+def save_tokenized(out: Path, tokenizer, splits: dict, stats: dict) -> None:
+    """A tokenize output of one tokenizer: tokenizer.json, the encoded splits (a DatasetDict) and stats.json
+    (without timings), written together or not at all."""
+    from datasets import DatasetDict
+
+    with atomic_dir(out) as tmp:
+        tokenizer.save(str(tmp / "tokenizer.json"))
+        DatasetDict(splits).save_to_disk(str(tmp / "dataset"))
+        write_json(tmp / "stats.json", without_timings(stats))
+
+
+def load_tokenized(path: Path):
+    """(the encoded DatasetDict, the tokenizers.Tokenizer) of a tokenize output of one tokenizer."""
+    from tokenizers import Tokenizer
+
+    return read_stage_output(path, "tokenize",
+                             lambda: (load_dataset(path), Tokenizer.from_file(str(path / "tokenizer.json"))))
+
+
+def embed_tokenized(cfg: DictConfig, tokenized: Path, out: Path) -> dict:
+    """The embed stage over a tokenize output of one tokenizer: GloVe rows of its vocabulary, coverage
+    measured on the training split's `input_ids`."""
+    dataset, tokenizer = load_tokenized(Path(tokenized))
+    return embed_vocabulary(cfg, tokenizer, dataset["train"]["input_ids"], Path(out))
+
+
 def length_stats(lengths: np.ndarray, max_length: int) -> dict:
     return {
         "examples": int(lengths.size),

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.data.prepare import (SPLITS, STAGE_KEYS, embed_vocabulary, encode_split, fingerprint, load_dataset,
-                                 load_raw, quiet_datasets, read_stage_output, without_timings)
+from rnnlab.data.prepare import (SPLITS, STAGE_KEYS, embed_tokenized, encode_split, fingerprint, load_raw,
+                                 load_tokenized, quiet_datasets, save_tokenized, without_timings)
 from rnnlab.errors import DataError
 from rnnlab.io import atomic_dir, write_json
 
@@ -81,24 +81,8 @@ def tokenize(cfg: DictConfig, raw: Path, out: Path) -> dict:
         encoded[split] = dataset[split].add_column("input_ids", ids)
     stats["tokens_per_second"] = round(n_tokens / max(time.perf_counter() - start, 1e-9))
     stats["tokenizer"] = OmegaConf.to_container(cfg.tokenizer)
-    from datasets import DatasetDict
-
-    with atomic_dir(out) as tmp:
-        tokenizer.save(str(tmp / "tokenizer.json"))
-        DatasetDict(encoded).save_to_disk(str(tmp / "dataset"))
-        write_json(tmp / "stats.json", without_timings(stats))
+    save_tokenized(out, tokenizer, encoded, stats)
     return stats
 
 
-def load_tokenized(path: Path):
-    """(DatasetDict with text/label/input_ids, tokenizers.Tokenizer)."""
-    from tokenizers import Tokenizer
-
-    return read_stage_output(path, "tokenize",
-                              lambda: (load_dataset(path), Tokenizer.from_file(str(path / "tokenizer.json"))))
-
-
-def embed(cfg: DictConfig, tokenized: Path, out: Path) -> dict:
-    """GloVe rows for the tokenizer's vocabulary; coverage measured on the training texts."""
-    dataset, tokenizer = load_tokenized(Path(tokenized))
-    return embed_vocabulary(cfg, tokenizer, dataset["train"]["input_ids"], Path(out))
+embed = embed_tokenized  # the embed stage: GloVe rows of the tokenizer's vocabulary

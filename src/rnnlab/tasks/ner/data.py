@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.data.prepare import (SPLITS, STAGE_KEYS, embed_vocabulary, fingerprint, length_stats, load_dataset,
-                                 load_raw, quiet_datasets, read_stage_output, without_timings)
+from rnnlab.data.prepare import (SPLITS, STAGE_KEYS, embed_tokenized, fingerprint, length_stats, load_raw,
+                                 load_tokenized, quiet_datasets, save_tokenized, without_timings)
 from rnnlab.errors import ConfigError, DataError
 from rnnlab.io import atomic_dir, read_utf8, write_json
 
@@ -209,8 +209,6 @@ def encode_tokens(tokenizer, sentences: list[list[str]]) -> list[list[int]]:
 
 
 def tokenize(cfg: DictConfig, raw: Path, out: Path) -> dict:
-    from datasets import DatasetDict
-
     from rnnlab.data.tokenizer import UNK_ID
 
     raw, out = Path(raw), Path(out)
@@ -231,21 +229,8 @@ def tokenize(cfg: DictConfig, raw: Path, out: Path) -> dict:
         encoded[split] = dataset[split].add_column("input_ids", ids)
     stats["tokens_per_second"] = round(n_tokens / max(time.perf_counter() - start, 1e-9))
     stats["tokenizer"] = OmegaConf.to_container(cfg.tokenizer)
-    with atomic_dir(out) as tmp:
-        tokenizer.save(str(tmp / "tokenizer.json"))
-        DatasetDict(encoded).save_to_disk(str(tmp / "dataset"))
-        write_json(tmp / "stats.json", without_timings(stats))
+    save_tokenized(out, tokenizer, encoded, stats)
     return stats
 
 
-def load_tokenized(path: Path):
-    """(DatasetDict with tokens/tags/input_ids, tokenizers.Tokenizer)."""
-    from tokenizers import Tokenizer
-
-    return read_stage_output(path, "tokenize",
-                             lambda: (load_dataset(path), Tokenizer.from_file(str(path / "tokenizer.json"))))
-
-
-def embed(cfg: DictConfig, tokenized: Path, out: Path) -> dict:
-    dataset, tokenizer = load_tokenized(Path(tokenized))
-    return embed_vocabulary(cfg, tokenizer, dataset["train"]["input_ids"], Path(out))
+embed = embed_tokenized  # the embed stage: GloVe rows of the tokenizer's vocabulary
