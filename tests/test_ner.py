@@ -41,6 +41,8 @@ def test_splits_are_deterministic_disjoint_and_cover_every_sentence():
     sentences = [([f"w{i}"], ["O"]) for i in range(100)]
     a, b = carve_splits(sentences, 7, 0.1, 0.2), carve_splits(sentences, 7, 0.1, 0.2)
     assert a == b and {k: len(v) for k, v in a.items()} == {"train": 70, "validation": 10, "test": 20}
+    assert {k: len(v) for k, v in carve_splits(sentences, 7, 0.1, 0.2, ("validation",)).items()} == \
+        {"train": 90, "validation": 10}
     seen = [s[0][0] for split in a.values() for s in split]
     assert sorted(seen) == sorted(f"w{i}" for i in range(100))
     assert carve_splits(sentences, 8, 0.1, 0.2)["test"] != a["test"]
@@ -121,8 +123,56 @@ def test_crf_decoding_never_violates_bio_where_softmax_may():
 
 
 def test_raw_text_is_split_as_tweets_are():
-    assert split_words("I'm @bob, see http://t.co/x #NYC don't!") == [
-        "I", "'m", "@bob", ",", "see", "http://t.co/x", "#NYC", "do", "n't", "!"]
+    assert split_words("I'm @bob, see http://t.co/x #NYC don't! ... :) &lt;3 U.S. (item 8)") == [
+        "I'm", "@bob", ",", "see", "http://t.co/x", "#NYC", "don't", "!", "...", ":)", "&lt;", "3", "U.S.", "(",
+        "item", "8", ")"]
+
+
+def test_iob1_and_stray_i_tags_are_read_as_entity_starts():
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    from rnnlab.tasks.ner.data import to_bio
+
+    tags = ["O", "I-PER", "I-PER", "O", "I-LOC", "I-ORG", "B-ORG", "I-ORG"]
+    fixed, changed = to_bio(tags)
+    assert fixed == ["O", "B-PER", "I-PER", "O", "B-LOC", "B-ORG", "B-ORG", "I-ORG"] and changed == 3
+    assert get_entities(fixed) == get_entities(tags)  # the same entities as seqeval reads them
+
+
+def test_a_source_s_own_splits_are_kept_and_only_missing_ones_carved(tmp_path):
+    from omegaconf import OmegaConf
+
+    from conftest import make_tagged_sentences, write_conll
+    from rnnlab.data.prepare import load_raw
+    from rnnlab.tasks.ner.data import download
+
+    train = write_conll(tmp_path / "train.conll", make_tagged_sentences(50, seed=1))
+    test = write_conll(tmp_path / "test.conll", make_tagged_sentences(7, seed=2))
+    cfg = OmegaConf.create({"data": {"name": "x", "source": "local", "local": {"train": str(train), "test": str(test)},
+                                     "split": {"seed": 3, "val_fraction": 0.1, "test_fraction": 0.2},
+                                     "max_examples_per_split": None}})
+    stats = download(cfg, tmp_path / "raw")
+    assert stats["counts"] == {"train": 45, "validation": 5, "test": 7}
+    assert stats["splits_provided_by_source"] == ["test", "train"] and stats["i_tags_written_as_b"] == 0
+    assert load_raw(tmp_path / "raw")["test"]["tokens"] == [[w for w, _ in s] for s in make_tagged_sentences(7, seed=2)]
+
+
+@pytest.mark.parametrize("tokens, tags, message", [
+    (["Ana", "in", "Lima"], ["B-PER", "O"], r"row 0: 3 tokens but 2 tags"),
+    (["Ana", None], None, r"row 0: 2 tokens but 0 tags"),
+    (["Ana", ""], ["B-PER", "O"], r"row 0: an empty token or one holding a space"),
+])
+def test_hub_rows_that_do_not_pair_tokens_and_tags_are_clear_errors(monkeypatch, tokens, tags, message):
+    import datasets
+    from omegaconf import OmegaConf
+
+    from rnnlab.tasks.ner import data
+
+    rows = datasets.Dataset.from_dict({"tokens": [tokens], "tags": [tags]})
+    monkeypatch.setattr("rnnlab.data.sources.hub_splits", lambda hub: {"train": rows})
+    cfg = OmegaConf.create({"data": {"hub": {"id": "some/set", "tokens_column": "tokens", "tags_column": "tags"}}})
+    with pytest.raises(DataError, match=message):
+        data._hub_splits(cfg)
 
 
 @pytest.mark.slow
@@ -151,7 +201,9 @@ def test_the_pipeline_trains_evaluates_and_predicts_on_tiny_tagged_data(tiny_pro
     assert metrics["f1"] >= 0.9, metrics  # the names and places of a tiny grammar
     assert metrics["bio_violations"] == 0 and metrics["sentences"] == 24
     rows = (tiny_project["dir"] / "plots/confusion.csv").read_text().splitlines()
-    assert rows[0] == "actual,predicted" and len(rows) > metrics["entities"] // 2
+    assert rows[0] == "actual,predicted"
+    details_pairs = [r.split(",") for r in rows[1:]]  # every gold entity is a row, with its predicted type
+    assert sum(1 for actual, _ in details_pairs if actual != "(none)") == metrics["entities"]
     details = json.loads((tiny_project["dir"] / "plots/details.json").read_text())
     assert set(details["per_type"]) == {"person", "geo-loc"}
 

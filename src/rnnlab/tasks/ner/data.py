@@ -21,6 +21,7 @@ from rnnlab.errors import ConfigError, DataError
 from rnnlab.io import atomic_dir, read_utf8, write_json
 
 TAG = re.compile(r"^(O|[BI]-\S+)$")
+FIELD_SEPARATOR = re.compile(r"[ \t]+")  # columns are split on spaces and tabs only (a token may hold U+00A0)
 Sentences = list[tuple[list[str], list[str]]]  # (tokens, tags) per sentence
 
 
@@ -30,8 +31,9 @@ Sentences = list[tuple[list[str], list[str]]]  # (tokens, tags) per sentence
 def parse_conll(text: str, origin: str) -> Sentences:
     """Sentences of a CoNLL text (token first, tag last on each line; blank lines end sentences)."""
     sentences, tokens, tags = [], [], []
-    for number, line in enumerate(text.splitlines(), 1):
-        fields = line.split()
+    for number, line in enumerate(text.split("\n"), 1):  # (only \n ends a line; other separators are text)
+        fields = FIELD_SEPARATOR.split(line.strip(" \t\r"))
+        fields = fields if fields != [""] else []
         if not fields:
             if tokens:
                 sentences.append((tokens, tags))
@@ -50,6 +52,19 @@ def parse_conll(text: str, origin: str) -> Sentences:
     if tokens:
         sentences.append((tokens, tags))
     return sentences
+
+
+def to_bio(tags: list[str]) -> tuple[list[str], int]:
+    """The tags with every I-X that continues no X entity (IOB1's entity start, or a stray tag) written as
+    B-X, which is how conlleval and seqeval read it anyway; returns (tags, how many were rewritten). A CRF
+    with BIO constraints could not otherwise score such a gold sequence."""
+    out, changed, previous = [], 0, "O"
+    for tag in tags:
+        if tag.startswith("I-") and previous[2:] != tag[2:]:
+            tag, changed = "B-" + tag[2:], changed + 1
+        out.append(tag)
+        previous = tag
+    return out, changed
 
 
 def _read_conll_file(path: Path, what: str) -> Sentences:
@@ -74,11 +89,8 @@ def _local_splits(cfg: DictConfig) -> dict[str, Sentences]:
     local = cfg.data.local
     if not local.get("train"):
         raise ConfigError("ner.data.source=local needs ner.data.local.train (a CoNLL file); validation and test "
-                          "are optional (carved from train when absent)")
+                          "are optional (each carved from train when absent)")
     given = [s for s in SPLITS if local.get(s)]
-    if len(given) == 2:
-        raise ConfigError(f"ner.data.local: give train alone or all of train, validation and test (got "
-                          f"{', '.join(given)}); a split carved from train would overlap the given one")
     return {s: _read_conll_file(Path(str(local[s])).expanduser(), f"ner.data.local.{s}") for s in given}
 
 
@@ -98,6 +110,12 @@ def _hub_splits(cfg: DictConfig) -> dict[str, Sentences]:
         names = getattr(getattr(feature, "feature", None), "names", None)
         sentences = []
         for i, (tokens, tags) in enumerate(zip(ds[tokens_col], ds[tags_col])):
+            if tokens is None or tags is None or len(tokens) != len(tags):
+                raise DataError(f"hub dataset {hub.id!r} ({name}) row {i}: {len(tokens or [])} tokens but "
+                                f"{len(tags or [])} tags; every token needs exactly one tag")
+            if any(not str(t).strip() or FIELD_SEPARATOR.search(str(t)) for t in tokens):
+                raise DataError(f"hub dataset {hub.id!r} ({name}) row {i}: an empty token or one holding a space "
+                                f"({[str(t) for t in tokens][:12]}); tokens must be single words")
             if tags and not isinstance(tags[0], str):
                 if names is None:
                     raise DataError(f"hub dataset {hub.id!r}: column {tags_col!r} holds integer tags without "
@@ -113,20 +131,27 @@ def _hub_splits(cfg: DictConfig) -> dict[str, Sentences]:
     return out
 
 
-def carve_splits(sentences: Sentences, seed: int, val_fraction: float, test_fraction: float) -> dict[str, Sentences]:
-    """A seeded permutation of the sentences cut into train / validation / test (fractions of the whole)."""
+def carve_splits(sentences: Sentences, seed: int, val_fraction: float, test_fraction: float,
+                 missing: tuple[str, ...] = ("validation", "test")) -> dict[str, Sentences]:
+    """A seeded permutation of `sentences` cut into train and the `missing` splits (each the given fraction
+    of `sentences`); the source's own splits are kept by the caller."""
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 < value < 1.0:
             raise ConfigError(f"ner.data.split.{name}={value}: expected a fraction between 0 and 1")
     n = len(sentences)
-    n_test, n_val = round(n * test_fraction), round(n * val_fraction)
-    if n - n_test - n_val < 1 or n_test < 1 or n_val < 1:
-        raise DataError(f"{n} sentences cannot be split into train/validation/test with fractions "
+    sizes = {s: round(n * (val_fraction if s == "validation" else test_fraction)) for s in missing}
+    if n - sum(sizes.values()) < 1 or any(k < 1 for k in sizes.values()):
+        raise DataError(f"{n} sentences cannot be split into train/{'/'.join(missing)} with fractions "
                         f"{val_fraction}/{test_fraction}; every split needs at least one sentence")
     order = np.random.default_rng(seed).permutation(n)
     pick = lambda idx: [sentences[i] for i in sorted(idx)]  # noqa: E731 - source order within a split
-    return {"train": pick(order[n_test + n_val:]), "validation": pick(order[n_test:n_test + n_val]),
-            "test": pick(order[:n_test])}
+    out, start = {}, 0
+    for split in ("test", "validation"):  # (test first: the same cut as before for the packaged data)
+        if split in sizes:
+            out[split] = pick(order[start:start + sizes[split]])
+            start += sizes[split]
+    out["train"] = pick(order[start:])
+    return out
 
 
 def tag_names(splits: dict[str, Sentences]) -> list[str]:
@@ -160,10 +185,16 @@ def download(cfg: DictConfig, out: Path) -> dict:
     given = readers[source](cfg)
     provided = sorted(given)
     split = cfg.data.split
-    if set(given) >= set(SPLITS):
-        splits = {s: given[s] for s in SPLITS}
-    else:
-        splits = carve_splits(given["train"], int(split.seed), float(split.val_fraction), float(split.test_fraction))
+    missing = tuple(s for s in ("validation", "test") if s not in given)
+    splits = {s: given[s] for s in SPLITS if s in given}
+    if missing:  # the source's own splits are kept; the missing ones are carved from its training split
+        splits.update(carve_splits(given["train"], int(split.seed), float(split.val_fraction),
+                                   float(split.test_fraction), missing))
+    rewritten = 0
+    for name, sentences in splits.items():
+        fixed = [(tokens, *to_bio(tags)) for tokens, tags in sentences]
+        splits[name] = [(tokens, tags) for tokens, tags, _ in fixed]
+        rewritten += sum(n for *_, n in fixed)
     cap = cfg.data.get("max_examples_per_split")
     if cap:
         splits = {s: v[: int(cap)] for s, v in splits.items()}
@@ -177,6 +208,7 @@ def download(cfg: DictConfig, out: Path) -> dict:
                                                 features=features) for s, v in splits.items()})
     stats = {"dataset": cfg.data.name, "source": source, "split_seed": int(split.seed),
              "fingerprint": fingerprint(cfg, *STAGE_KEYS["download"]), "splits_provided_by_source": provided,
+             "i_tags_written_as_b": rewritten,
              "tag_names": names, "counts": {s: len(v) for s, v in splits.items()},
              "tokens": {s: sum(len(t) for t, _ in v) for s, v in splits.items()},
              "entities": {s: entity_counts(v) for s, v in splits.items()}}
@@ -203,8 +235,9 @@ def encode_tokens(tokenizer, sentences: list[list[str]]) -> list[list[int]]:
                                      add_special_tokens=False)
     ids = [e.ids for e in encoded]
     for tokens, row in zip(sentences, ids):
-        if len(row) != len(tokens):  # a token holding whitespace would be split by the pre-tokenizer
-            raise DataError(f"a token of {' '.join(tokens)[:80]!r} holds whitespace; tokens are split on it")
+        if len(row) != len(tokens):  # an empty token, or one holding whitespace, would not be one id
+            raise DataError(f"the tokens {list(tokens)[:12]} hold an empty token or one with whitespace inside; "
+                            "each token must be one non-empty word")
     return ids
 
 

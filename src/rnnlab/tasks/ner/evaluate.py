@@ -17,9 +17,11 @@ from rnnlab.errors import DataError
 from rnnlab.io import atomic_dir, load_weights, read_json, write_json
 
 NONE = "(none)"  # the confusion's row/column of spans only one side has
-# Tweet-aware word splitting for raw text: URLs, @mentions and #hashtags stay whole, clitics ('s, n't) and
-# punctuation are split off, as in WNUT's tokens.
-TOKEN = re.compile(r"https?://\S+|[@#]\w+|\w+(?=n't)|n't|\w+|'\w+|[^\w\s]")
+# Raw text split as WNUT's tweets come: URLs, @mentions, #hashtags, HTML entities (&lt;), dotted
+# abbreviations (U.S.), ellipses and emoticons stay whole, as do words with an inner apostrophe (don't, the
+# data's commoner form); other punctuation is split off.
+TOKEN = re.compile(r"https?://\S+|[@#]\w+|&\w+;|(?:[A-Za-z]\.){2,}|\.{2,}|[:;=][-o']?[()\[\]DPpOo/\\|*]"
+                   r"|\w+(?:['\u2019]\w+)*|[^\w\s]")
 
 
 def split_words(text: str) -> list[str]:
