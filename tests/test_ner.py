@@ -89,6 +89,8 @@ def test_collate_pads_spells_and_truncates():
     assert batch["tags"].tolist() == [[1, 2, 0], [3, IGNORE, IGNORE]]
     assert batch["chars"].shape == (2, 3, 6) and batch["chars"][1, 1:].abs().sum() == 0
     assert collate_tagged(items, max_chars=6, max_length=2)["ids"].shape == (2, 2)
+    assert collate_tagged(items, max_chars=None)["chars"] is None  # a tagger without characters reads no bytes
+    assert _tagger("crf", "none").max_chars is None
 
 
 def _tagger(output: str, chars: str = "cnn") -> Tagger:

@@ -46,7 +46,8 @@ class NerFamily(TaskFamily):
         from rnnlab.tasks.ner.module import TaggerModule, TaggingDataModule
 
         data = TaggingDataModule(tokenized_dir(cfg), int(cfg.optim.batch_size), int(cfg.seed),
-                                 int(cfg.trainer.num_workers), int(cfg.model.max_word_chars),
+                                 int(cfg.trainer.num_workers),
+                                 int(cfg.model.max_word_chars) if cfg.model.char_encoder == "cnn" else None,
                                  int(cfg.tokenizer.max_length))
         matrix = load_matrix(embeddings_dir(cfg), data.tokenizer.get_vocab_size())
         module = TaggerModule(OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.optim),

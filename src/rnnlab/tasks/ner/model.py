@@ -19,9 +19,10 @@ CHAR_ENCODERS = ("cnn", "none")
 IGNORE = -100  # tag of padding positions (cross-entropy skips it)
 
 
-def collate_tagged(items, max_chars: int = 20, max_length: int | None = None) -> dict[str, torch.Tensor]:
-    """(index, ids, tokens, tags) items -> right-padded ids, the tokens' bytes (batch, time, max_chars),
-    lengths, tags (padding IGNORE) and each row's index in its split; `max_length` truncates (training)."""
+def collate_tagged(items, max_chars: int | None = 20, max_length: int | None = None) -> dict[str, torch.Tensor]:
+    """(index, ids, tokens, tags) items -> right-padded ids, the tokens' bytes (batch, time, max_chars; None
+    for a tagger without a character encoder, max_chars None), lengths, tags (padding IGNORE) and each row's
+    index in its split; `max_length` truncates (training)."""
     from rnnlab.models.chars import encode_words
 
     index, ids, tokens, tags = zip(*items)
@@ -29,9 +30,11 @@ def collate_tagged(items, max_chars: int = 20, max_length: int | None = None) ->
         ids, tokens, tags = ([r[:max_length] for r in col] for col in (ids, tokens, tags))
     lengths = torch.tensor([len(r) for r in ids], dtype=torch.long)
     time = int(lengths.max())
-    chars = torch.zeros(len(ids), time, max_chars, dtype=torch.long)
-    for row, words in enumerate(tokens):
-        chars[row, : len(words)] = encode_words(list(words), max_chars)
+    chars = None
+    if max_chars is not None:
+        chars = torch.zeros(len(ids), time, max_chars, dtype=torch.long)
+        for row, words in enumerate(tokens):
+            chars[row, : len(words)] = encode_words(list(words), max_chars)
     tag_tensor = torch.full((len(ids), time), IGNORE, dtype=torch.long)
     for row, t in enumerate(tags):
         tag_tensor[row, : len(t)] = torch.as_tensor(list(t), dtype=torch.long)
@@ -81,11 +84,13 @@ class Tagger(nn.Module):
         self.crf = LinearChainCRF(len(self.tag_names), bio_constraints(self.tag_names)) if output == "crf" else None
 
     @property
-    def max_chars(self) -> int:
-        return self.chars.max_chars if self.chars is not None else 3
+    def max_chars(self) -> int | None:
+        """The bytes per token its batches need (None: no character encoder, no bytes)."""
+        return self.chars.max_chars if self.chars is not None else None
 
-    def forward(self, ids: torch.Tensor, chars: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """ids (batch, time), chars (batch, time, max_chars), lengths (batch,) -> tag scores (batch, time, tags)."""
+    def forward(self, ids: torch.Tensor, chars: torch.Tensor | None, lengths: torch.Tensor) -> torch.Tensor:
+        """ids (batch, time), chars (batch, time, max_chars) or None, lengths (batch,) -> tag scores
+        (batch, time, tags)."""
         if self.training and self.word_dropout > 0:  # replace random real tokens by <unk> (their spelling stays)
             drop = (torch.rand(ids.shape, device=ids.device) < self.word_dropout) & (ids != self.pad_id)
             ids = ids.masked_fill(drop, self.unk_id)

@@ -21,15 +21,14 @@ class TaggingDataModule(SplitDataModule):
 
     columns = ("input_ids", "tokens", "tags")
 
-    def __init__(self, tokenized: Path, batch_size: int, seed: int, num_workers: int = 0, max_chars: int = 20,
-                 max_length: int | None = None):
+    def __init__(self, tokenized: Path, batch_size: int, seed: int, num_workers: int = 0,
+                 max_chars: int | None = 20, max_length: int | None = None):
         super().__init__(batch_size, seed, num_workers)
         from rnnlab.tasks.ner.data import load_tokenized
 
         self.dataset, self.tokenizer = load_tokenized(Path(tokenized))
-        self.collate = partial(collate_tagged, max_chars=int(max_chars))
         self.tag_names = list(self.dataset["train"].features["tags"].feature.names)
-        self.max_chars, self.max_length = int(max_chars), max_length
+        self.max_chars, self.max_length = max_chars, max_length  # (max_chars None: no bytes in the batches)
 
     def _loader(self, split: str, shuffle: bool):
         self.collate = partial(collate_tagged, max_chars=self.max_chars,
