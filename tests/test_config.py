@@ -75,19 +75,21 @@ SEQ2SEQ_OPTIONS = {("data", "anki_spa_eng"), ("tokenizer", "seq2seq_word"), ("mo
                    ("optim", "adamw_seq2seq")}
 LM_OPTIONS = {("data", "wikitext2"), ("tokenizer", "lm_word"), ("model", "lm"), ("optim", "adamw_lm")}
 NER_OPTIONS = {("data", "wnut16"), ("tokenizer", "ner_word"), ("model", "tagger")}
+SQL_OPTIONS = {("data", "nycflights"), ("tokenizer", "sql_word"), ("model", "text2sql")}
 
 
 @pytest.mark.slow
 def test_every_config_group_option_composes_and_validates():
     for group in ("data", "trainer", "tokenizer", "embeddings", "model", "optim"):
         for option in sorted((CONF_DIR / group).glob("*.yaml")):
-            if (group, option.stem) in SEQ2SEQ_OPTIONS | LM_OPTIONS | NER_OPTIONS:
+            if (group, option.stem) in SEQ2SEQ_OPTIONS | LM_OPTIONS | NER_OPTIONS | SQL_OPTIONS:
                 family = ("seq2seq" if (group, option.stem) in SEQ2SEQ_OPTIONS else
-                          "lm" if (group, option.stem) in LM_OPTIONS else "ner")
+                          "lm" if (group, option.stem) in LM_OPTIONS else
+                          "ner" if (group, option.stem) in NER_OPTIONS else "sql")
                 validate(family_view(compose([f"{group}@{family}.{group}={option.stem}"]), family))
             else:
                 validate(family_view(compose([f"{group}@classify.{group}={option.stem}"]), "classify"))
-    for family in ("classify", "seq2seq", "lm", "ner"):
+    for family in ("classify", "seq2seq", "lm", "ner", "sql"):
         for option in sorted((CONF_DIR / family).glob("*.yaml")):
             validate(family_view(compose([f"{family}={option.stem}"]), family))
             validate(family_view(compose([f"family={family}", f"{family}={option.stem}"])))

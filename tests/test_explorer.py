@@ -171,6 +171,10 @@ def trained_project(tmp_path_factory, empty_mlflow_store):
         for stage in ("download", "tokenize", "embed"):
             run_data_stage(ner, stage)
         train(ner, root / "models" / "ner" / ner.data.name / "crf-cnn", ["explorer-test"])
+        sql = family_view(compose(overrides), "sql")  # text to SQL over the tiny generated database
+        for stage in ("download", "tokenize", "embed"):
+            run_data_stage(sql, stage)
+        train(sql, root / "models" / "sql" / sql.data.name / "copy-additive", ["explorer-test"])
     finally:
         os.chdir(cwd)
     return root
@@ -215,10 +219,10 @@ def test_the_page_in_a_browser_shows_every_tab_at_work_and_listens_on_loopback_o
         time.sleep(2)
         listening = {c.laddr for c in psutil.Process(server.pid).net_connections("inet") if c.status == "LISTEN"}
         assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
-        facts = check_page(f"http://127.0.0.1:{port}/", ["classify", "lm", "ner", "seq2seq"],
+        facts = check_page(f"http://127.0.0.1:{port}/", ["classify", "lm", "ner", "seq2seq", "sql"],
                            {"classify": "a great film", "seq2seq": "the cat eats fish .", "lm": "the big cat",
-                            "ner": "we met Ana in New York"},
-                           screenshots=tmp_path / "shots")
+                            "ner": "we met Ana in New York", "sql": "how many flights left JFK in March?"},
+                           side_family="seq2seq", screenshots=tmp_path / "shots")
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -250,6 +254,14 @@ def test_the_page_in_a_browser_shows_every_tab_at_work_and_listens_on_loopback_o
     assert facts["ner"]["tokens"] == ["we", "met", "Ana", "in", "New", "York"]
     assert facts["ner"]["entities"] == [kind for kind, *_ in tagged["entities"]] and facts["ner"]["entities"]
     assert len(facts["ner"]["rows"]) == 6 and facts["ner"]["rows"][2].split()[:3] == ["2", "Ana", tagged["tags"][2]]
+    # text to SQL: the SQL the model writes for the question (read-only database), its n-best, the result rows
+    from rnnlab.tasks.sql.evaluate import answer_questions
+
+    answer = answer_questions(next((trained_project / "models/sql").glob("*/copy-additive")),
+                              ["how many flights left JFK in March?"], beam=5, valid_only=True,
+                              database=next((trained_project / "data/raw").glob("*/database.sqlite")))[0]
+    assert facts["sql"]["sql"] == answer["sql"] and "compiles" in facts["sql"]["n_best"]
+    assert facts["sql"]["result"]
     # side by side: both translation models answered; only the attention model has a heatmap
     assert facts["side_by_side"]["models"] == ["gru-additive", "gru-none"] and facts["side_by_side"]["heatmaps"] == 1
     assert all(shot.stat().st_size > 20_000 for shot in facts["screenshots"])

@@ -19,7 +19,7 @@ from conftest import ROOT, run_cmd
 # unit-tested in test_models.py and test_seq2seq.py).
 GRID = ["classify.grid.cell=[lstm,gru]", "classify.grid.pooling=[attention]",
         "seq2seq.grid.cell=[gru]", "seq2seq.grid.attention=[none,additive]", "ner.grid.output=[crf]",
-        "ner.grid.char_encoder=[cnn]"]
+        "ner.grid.char_encoder=[cnn]", "sql.grid.literals=[copy]", "sql.grid.attention=[additive]"]
 CLASSIFY_VARIANTS = ("lstm-attention", "gru-attention")
 
 pytestmark = pytest.mark.slow  # DVC pipelines and Hydra sweeps through the real stage scripts

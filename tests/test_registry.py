@@ -31,5 +31,5 @@ def test_every_builtin_family_is_registered_with_its_hooks():
 
 
 def test_unknown_family_is_one_clear_error():
-    with pytest.raises(ConfigError, match=r"family='nope' is not a task family. Known families: classify, lm, ner, seq2seq"):
+    with pytest.raises(ConfigError, match=r"family='nope' is not a task family. Known families: classify, lm, ner, seq2seq, sql"):
         tasks.get("nope")
