@@ -48,7 +48,11 @@ def test_the_mixture_is_a_distribution_and_copy_mass_lands_on_the_source_words_i
     probs = log_probs.exp()
     assert torch.allclose(probs.sum(-1), torch.ones(2, 3), atol=1e-5)
     # positions outside a question get nothing; padding gets no pointer weight
-    assert probs[1, :, 12 + 1:].max() < 1e-6 and pointer[1, :, 2:].abs().max() == 0
+    assert probs[1, :, 12 + 1:].max() == 0 and pointer[1, :, 2:].abs().max() == 0
+    # an extended id no real question word maps to is impossible (-inf), not merely unlikely: beam search
+    # would otherwise fill its beam with ids pointing into padding
+    assert torch.isinf(log_probs[1, :, 12 + 1:]).all() and torch.isinf(log_probs[0, :, 12 + 0]).all()
+    assert torch.isfinite(log_probs[0, :, 12 + 1:12 + 3]).all()
     # the copy mass of position 0 (a vocabulary word, id 4) is added to id 4: P(4) >= p_gen * P_vocab(4)
     vocab = torch.softmax(model.scores(model._attend(*_decoder_out(model, src, lengths, ext, tgt_in))[0]), -1)
     assert torch.all(probs[0, :, 4] + 1e-6 >= p_gen[0, :, 0] * vocab[0, :, 4])
@@ -92,8 +96,9 @@ def _copy_task(values: list[str], n: int, seed: int):
             for v in (rng.choice(values) for _ in range(n))]
 
 
-def test_a_tiny_copy_model_copies_a_value_it_never_saw_and_a_closed_vocabulary_cannot():
-    """The point of the pointer: trained on 6 airport codes, it writes a seventh from the question."""
+def test_a_tiny_copy_model_copies_a_value_it_never_saw():
+    """The point of the pointer: trained on 6 airport codes that the target vocabulary does not hold, it writes a
+    seventh, never seen on either side, from the question."""
     from rnnlab.tasks.seq2seq.decoding import greedy_decode
 
     seen = ["JFK", "LGA", "EWR", "ORD", "ATL", "BOS"]
@@ -102,37 +107,57 @@ def test_a_tiny_copy_model_copies_a_value_it_never_saw_and_a_closed_vocabulary_c
                                                  "please", *seen])}
     target_words = ["<pad>", "<unk>", "<bos>", "<eos>", "SELECT", "COUNT", "WHERE", "o", "=", "'"]
     target_vocab = {w: i for i, w in enumerate(target_words)}  # no value is in the target vocabulary
-    results = {}
-    for literals in ("copy", "placeholders"):
-        torch.manual_seed(0)
-        cfg = {**MODEL_CFG, "literals": literals}
-        model = build_text2sql(cfg, len(source_vocab), len(target_vocab), np.zeros((len(source_vocab), 8), np.float32))
-        opt = torch.optim.Adam(model.parameters(), lr=0.01)
-        for step in range(150):
-            batch = pairs[(step * 16) % 240:(step * 16) % 240 + 16]
-            src = torch.tensor([[source_vocab.get(w, UNK_ID) for w in q] for q, _ in batch])
-            ext, tgt = zip(*(copy_ids(q, s, target_vocab, UNK_ID) for q, s in batch))
-            if literals != "copy":  # without a pointer a value is <unk>
-                tgt = [[i if i < len(target_vocab) else UNK_ID for i in t] for t in tgt]
-            tgt_in = torch.tensor([[BOS_ID, *t] for t in tgt])
-            tgt_out = torch.tensor([[*t, EOS_ID] for t in tgt])
-            lengths = torch.full((len(batch),), 5)
-            if literals == "copy":
-                loss = model.copy_loss(src, lengths, torch.tensor(ext), tgt_in, tgt_out)
-            else:  # the same network without the pointer: values are <unk> to it
-                loss = model.loss(src, lengths, tgt_in, tgt_out)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        question = ["count", "flights", "from", "SFO", "please"]  # SFO: never seen on either side
-        src = torch.tensor([[source_vocab.get(w, UNK_ID) for w in question]])
-        ext, _ = copy_ids(question, None, target_vocab, UNK_ID)
-        net = model.bind(torch.tensor([ext])) if literals == "copy" else model
-        ids = greedy_decode(net, src, torch.tensor([5]), BOS_ID, EOS_ID, max_length=12).tokens[0]
-        size = len(target_vocab)
-        results[literals] = [question[i - size] if i >= size else target_words[i] for i in ids]
-    assert results["copy"] == ["SELECT", "COUNT", "WHERE", "o", "=", "'", "SFO", "'"]
-    assert "SFO" not in results["placeholders"]
+    torch.manual_seed(0)
+    model = build_text2sql(MODEL_CFG, len(source_vocab), len(target_vocab),
+                           np.zeros((len(source_vocab), 8), np.float32))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for step in range(150):
+        batch = pairs[(step * 16) % 240:(step * 16) % 240 + 16]
+        src = torch.tensor([[source_vocab.get(w, UNK_ID) for w in q] for q, _ in batch])
+        ext, tgt = zip(*(copy_ids(q, s, target_vocab, UNK_ID) for q, s in batch))
+        loss = model.copy_loss(src, torch.full((len(batch),), 5), torch.tensor(ext),
+                               torch.tensor([[BOS_ID, *t] for t in tgt]), torch.tensor([[*t, EOS_ID] for t in tgt]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    question = ["count", "flights", "from", "SFO", "please"]  # SFO: <unk> to the encoder, absent from the targets
+    src = torch.tensor([[source_vocab.get(w, UNK_ID) for w in question]])
+    ext, _ = copy_ids(question, None, target_vocab, UNK_ID)
+    ids = greedy_decode(model.bind(torch.tensor([ext])), src, torch.tensor([5]), BOS_ID, EOS_ID,
+                        max_length=12).tokens[0]
+    size = len(target_vocab)
+    assert [question[i - size] if i >= size else target_words[i] for i in ids] == \
+        ["SELECT", "COUNT", "WHERE", "o", "=", "'", "SFO", "'"]
+
+
+def test_execution_scores_right_wrong_and_invalid_predictions_and_the_compile_filter(tmp_path):
+    """Executor against a real (tiny) database: the gold text, an equivalent text, wrong rows, invalid SQL; and
+    first_valid skips hypotheses that do not compile."""
+    from sql_tiny import write_tiny_tables
+
+    from rnnlab.tasks.sql.database import build_database, execute, open_readonly
+    from rnnlab.tasks.sql.evaluate import Executor, Hypotheses, first_valid
+    from rnnlab.tasks.sql.grammar import sql_tokens
+
+    database = tmp_path / "db.sqlite"
+    build_database(write_tiny_tables(tmp_path / "tables"), database)
+    conn = open_readonly(database)
+    gold_sql = "SELECT COUNT ( * ) FROM flights WHERE flights.origin = 'JFK'"
+    result = execute(conn, gold_sql)
+    gold = {"columns": result.columns, "rows": [list(r) for r in result.rows], "truncated": False}
+    executor = Executor(conn, 1000)
+    assert executor.correct(gold_sql, gold_sql, gold) and executor.runs == 0  # same text: the stored result
+    assert executor.correct("SELECT count(*) FROM flights WHERE origin = 'JFK'", gold_sql, gold)
+    assert not executor.correct("SELECT COUNT ( * ) FROM flights WHERE flights.origin = 'LGA'", gold_sql, gold)
+    assert not executor.correct("SELECT COUNT ( * ) FROM flights WHERE", gold_sql, gold)  # a syntax error
+    assert not executor.correct("SELECT COUNT ( * ) FROM flights WHERE flights.nope = 1", gold_sql, gold)
+    assert not executor.correct("DROP TABLE flights", gold_sql, gold)
+    assert executor.runs == 5
+    hyps = Hypotheses([sql_tokens("SELECT COUNT ( * ) FROM flights WHERE"), sql_tokens("SELECT nope FROM flights"),
+                       sql_tokens(gold_sql)], [-0.1, -0.2, -0.3], [], [])
+    assert first_valid(conn, hyps) == 2
+    assert first_valid(conn, Hypotheses([["SELECT"], ["FROM"]], [0.0, 0.0], [], [])) == 0  # none: the best
+    conn.close()
 
 
 # --------------------------------------------------------------------------- the family on a tiny database
@@ -224,7 +249,7 @@ def test_local_spider_pairs_are_read_and_bad_ones_refused_without_output(sql_pro
               "query": f"SELECT COUNT(*) FROM flights WHERE carrier = '{c}'"} for c in carriers] * 10
     pairs = [{**p, "question": p["question"] + " " + str(i)} for i, p in enumerate(pairs)]
     train_json, test_json = tmp_path / "train.json", tmp_path / "dev.json"
-    train_json.write_text(json.dumps(pairs), encoding="utf-8")
+    train_json.write_text(json.dumps(pairs[5:]), encoding="utf-8")
     test_json.write_text(json.dumps(pairs[:5]), encoding="utf-8")
     overrides = ["sql.data.source=local", "sql.data.local.tables=null", f"sql.data.local.train={train_json}", f"sql.data.local.test={test_json}",
                  f"sql.data.local.database={database}", "sql.data.name=spiderlike"]

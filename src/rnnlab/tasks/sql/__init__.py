@@ -56,6 +56,11 @@ class SqlFamily(TaskFamily):
         from rnnlab.config import check_group
 
         check_group(cfg.data, "sql.data", self.data_schema)
+        local = cfg.data.get("local") or {}
+        if cfg.data.source == "local" and bool(local.get("tables")) == bool(local.get("train")):
+            raise ConfigError("sql.data.source=local needs exactly one of sql.data.local.tables (a folder of the "
+                              "five tables: questions are generated) and sql.data.local.train (Spider-format pairs, "
+                              "with local.test and local.database)")
         model = cfg.model
         if model.input_feeding and model.attention == "none":
             raise ConfigError("sql.model.input_feeding=true needs attention (it feeds the attentional vector); "

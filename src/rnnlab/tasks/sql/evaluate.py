@@ -68,6 +68,13 @@ class Item:
     model_words: list[str] | None = None  # the tokens the model reads (anonymised for placeholders)
 
 
+def lexicon_words(loaded: LoadedSql) -> set[str]:
+    """Every word of every value the database's lexicon holds (cached on the loaded model)."""
+    if not hasattr(loaded, "_lexicon_words"):
+        loaded._lexicon_words = {w for values in loaded.lexicon.values() for v in values for w in str(v).split()}
+    return loaded._lexicon_words
+
+
 def prepare(loaded: LoadedSql, question: str) -> Item:
     """A question's Item; DataError for empty or binary input."""
     from rnnlab.data.tokenizer import UNK_ID
@@ -75,7 +82,10 @@ def prepare(loaded: LoadedSql, question: str) -> Item:
     from rnnlab.tasks.sql.data import copy_ids, encode_tokens
     from rnnlab.tasks.sql.grammar import anonymise, question_tokens
 
-    words = question_tokens(check_text(question))[: int(loaded.info["max_length"])]
+    words = question_tokens(check_text(question))
+    if words and len(words[-1]) > 1 and words[-1].endswith(".") and words[-1] not in lexicon_words(loaded):
+        words[-1:] = [words[-1][:-1], "."]  # a sentence's full stop, not part of a value such as "Inc."
+    words = words[: int(loaded.info["max_length"])]
     if loaded.copy:
         ids = encode_tokens(loaded.tokenizers["source"], [words])[0]
         ext = copy_ids(words, None, loaded.tokenizers["target"].get_vocab(), UNK_ID)[0]
@@ -89,8 +99,9 @@ def model_tokens(loaded: LoadedSql, item: Item, ids: list[int]) -> list[str]:
     at; specials other than <unk> are dropped; <unk> stays (the query then fails to run)."""
     from rnnlab.data.tokenizer import EOS_ID, UNK_ID
 
-    size = len(loaded.vocab)
-    return [item.words[i - size] if i >= size else loaded.vocab[i] for i in ids if i > EOS_ID or i == UNK_ID]
+    size, words = len(loaded.vocab), item.words
+    return [(words[i - size] if i - size < len(words) else "<unk>") if i >= size else loaded.vocab[i]
+            for i in ids if i > EOS_ID or i == UNK_ID]
 
 
 def output_tokens(loaded: LoadedSql, item: Item, written: list[str]) -> list[str]:
@@ -311,7 +322,6 @@ def evaluate(tokenized: Path, raw: Path, model_dir: Path, metrics_path: Path, pl
         if log_to_mlflow:
             run = summary["mlflow"]
             log_to_run(run["tracking_uri"], run["run_id"],
-                       {f"{s}_{k}": metrics[f"{s}_{k}"] for s in TEST_SPLITS for k in ("execution", "exact")}, [],
-                       "evaluation")
+                       {k: float(v) for k, v in metrics.items() if k.startswith("test_")}, [], "evaluation")
     write_json(metrics_path, metrics)
     return metrics

@@ -688,7 +688,7 @@ def _draw(shape: _Shape, rng: random.Random, anchors: _Anchors, lexicon: dict, t
     return Example(question, sql, shape_of(sql, record), phrasings, record)
 
 
-def generate(conn: sqlite3.Connection, n: int, seed: int) -> list[Example]:
+def generate(conn: sqlite3.Connection, n: int, seed: int, max_rows: int = 1000) -> list[Example]:
     """`n` examples with distinct questions, deterministic for the database and `seed`. Shapes are drawn
     uniformly; a shape that keeps producing repeated questions (its values and phrasings are exhausted) or
     no valid anchor is retired. Every gold query is executed once (results cached by SQL) and kept only when
@@ -719,7 +719,7 @@ def generate(conn: sqlite3.Connection, n: int, seed: int) -> list[Example]:
             failures[index] += 1
             continue
         if example.sql not in verdicts:
-            result = execute(conn, example.sql, max_rows=1000, timeout_s=60.0)
+            result = execute(conn, example.sql, max_rows=max_rows, timeout_s=60.0)
             verdicts[example.sql] = bool(result.ok and result.rows and not result.truncated
                                          and result.rows[0][0] is not None)
         if not verdicts[example.sql]:

@@ -79,7 +79,13 @@ class CopySeq2Seq(Seq2Seq):
         mixed = torch.cat([p_gen * vocab, vocab.new_zeros(batch, steps, src_len)], dim=-1)
         index = memory.source_ext.unsqueeze(1).expand(-1, steps, -1)
         mixed = mixed.scatter_add(-1, index, (1 - p_gen) * pointer.float())
-        return mixed.clamp_min(TINY).log(), pointer, p_gen
+        # An extended id that no real question word maps to (V + a position of padding, or of a word seen again
+        # later) is impossible, not merely unlikely: -inf, so beam search never fills its beam with it.
+        hits = mixed.new_zeros(batch, mixed.size(-1)).scatter_add(-1, memory.source_ext, memory.mask.float())
+        possible = hits > 0
+        possible[:, : self.vocab_size] = True
+        log_probs = mixed.clamp_min(TINY).log().masked_fill(~possible.unsqueeze(1), float("-inf"))
+        return log_probs, pointer, p_gen
 
     def _inputs(self, tokens: torch.Tensor) -> torch.Tensor:
         """Extended ids as decoder inputs: a copied word outside the vocabulary is read as `<unk>`."""
