@@ -230,6 +230,13 @@ def test_train_evaluate_and_predict_on_the_tiny_database(sql_project, capsys):
     assert printed[0] == (same["sql"] or "(empty query)") and len(printed) >= 2
     assert predict_main(["--model", str(model_dir), "--beam", "0", question]) == 2
     assert "--beam must be at least 1" in capsys.readouterr().err
+    # a question's full stop is split off ("... JFK." reads the value JFK); a value's period stays ("Inc.")
+    from rnnlab.tasks.sql.evaluate import load_sql_model, prepare
+
+    loaded = load_sql_model(model_dir)
+    assert prepare(loaded, "how many flights left JFK.").words[-2:] == ["JFK", "."]
+    name = next(v for v in loaded.lexicon["airline_name"] if v.endswith("."))
+    assert prepare(loaded, f"how many flights did {name}").words[-1] == name.split()[-1]
 
 
 def test_local_spider_pairs_are_read_and_bad_ones_refused_without_output(sql_project, tmp_path):
@@ -275,3 +282,4 @@ def test_nonsense_settings_are_config_errors(override, message):
     extra = ["sql.model.attention=none"] if "input_feeding" in override else []
     with pytest.raises(ConfigError, match=message):
         validate(family_view(compose([override, *extra]), "sql"))
+
