@@ -78,7 +78,7 @@ class SqlFamily(TaskFamily):
 
     def build(self, cfg: DictConfig) -> Built:
         from rnnlab.data.prepare import embeddings_dir, load_matrix, raw_dir, tokenized_dir
-        from rnnlab.tasks.sql.data import DATABASE, TOKENIZED_FILES
+        from rnnlab.tasks.sql.data import TOKENIZED_FILES, database_path
         from rnnlab.tasks.sql.module import SqlDataModule, SqlModule
 
         literals = str(cfg.model.literals)
@@ -91,7 +91,7 @@ class SqlFamily(TaskFamily):
                            sizes["source"], sizes["target"], matrix)
         info = {"src_vocab_size": sizes["source"], "tgt_vocab_size": sizes["target"],
                 "embedding_dim": int(matrix.shape[1]), "max_length": int(cfg.tokenizer.source.max_length),
-                "database": str(raw_dir(cfg) / DATABASE)}
+                "database": str(database_path(raw_dir(cfg)))}
         return Built(data, module, info, list(TOKENIZED_FILES))
 
     def evaluate(self, cfg: DictConfig, model_dir: Path, metrics_path: Path, plots_dir: Path,

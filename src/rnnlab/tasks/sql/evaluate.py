@@ -153,15 +153,19 @@ def decode_items(loaded: LoadedSql, items: list[Item], beam: int, batch_size: in
     return results
 
 
-def first_valid(conn, hypotheses: Hypotheses) -> int:
-    """The index of the best hypothesis that compiles on the database (SQLite EXPLAIN); 0 when none does."""
+def compiles(conn, hypotheses: Hypotheses) -> list[bool]:
+    """Whether each hypothesis compiles on the database (SQLite EXPLAIN)."""
     from rnnlab.tasks.sql.database import check_sql
     from rnnlab.tasks.sql.grammar import sql_detokenize
 
-    for k, tokens in enumerate(hypotheses.tokens):
-        if check_sql(conn, sql_detokenize(tokens)) is None:
-            return k
-    return 0
+    return [check_sql(conn, sql_detokenize(tokens)) is None for tokens in hypotheses.tokens]
+
+
+def first_valid(conn, hypotheses: Hypotheses, valid: list[bool] | None = None) -> int:
+    """The index of the best hypothesis that compiles on the database (`valid`, else checked here); 0 when
+    none does."""
+    valid = compiles(conn, hypotheses) if valid is None else valid
+    return valid.index(True) if True in valid else 0
 
 
 def open_database(loaded: LoadedSql, database: Path | None, timeout_s: float = 2.0):
@@ -179,7 +183,7 @@ def answer_questions(model, questions: list[str], beam: int | None = None, valid
     """Per question: its SQL (the beam's best, or the best that compiles when valid_only), the n-best with
     whether each compiles, the attention (SQL steps x question words), and the query's first rows.
     `model` is a folder or a LoadedSql; the database is opened read-only, with a timeout and a row limit."""
-    from rnnlab.tasks.sql.database import check_sql, execute
+    from rnnlab.tasks.sql.database import execute
     from rnnlab.tasks.sql.grammar import sql_detokenize
 
     loaded = model if isinstance(model, LoadedSql) else load_sql_model(Path(model))
@@ -193,13 +197,14 @@ def answer_questions(model, questions: list[str], beam: int | None = None, valid
     try:
         answers = []
         for item, hyps in zip(items, decode_items(loaded, items, beam)):
-            chosen = first_valid(conn, hyps) if valid_only else 0
+            valid = compiles(conn, hyps)
+            chosen = first_valid(conn, hyps, valid) if valid_only else 0
             sqls = [sql_detokenize(t) for t in hyps.tokens]
             answers.append({"sql": sqls[chosen], "chosen": chosen, "words": item.words,
                             "model_words": item.model_words, "sql_tokens": hyps.tokens[chosen],
                             "written": hyps.written[chosen],
-                            "n_best": [{"sql": s, "score": round(float(sc), 4), "valid": check_sql(conn, s) is None}
-                                       for s, sc in zip(sqls, hyps.scores)],
+                            "n_best": [{"sql": s, "score": round(float(sc), 4), "valid": v}
+                                       for s, sc, v in zip(sqls, hyps.scores, valid)],
                             "attention": hyps.attention[chosen],
                             "result": execute(conn, sqls[chosen], max_rows=max_rows)})
         return answers

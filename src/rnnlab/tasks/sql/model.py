@@ -33,16 +33,17 @@ TINY = 1e-12
 
 @dataclass
 class CopyMemory(Memory):
-    """The seq2seq memory plus what the pointer needs: its projected keys and each question word's id in the
-    extended space (batch, src_len)."""
+    """The seq2seq memory plus what the pointer needs: its projected keys, each question word's id in the
+    extended space (batch, src_len), and which extended ids a real question word maps to (batch, V + src_len)."""
 
     pointer_keys: torch.Tensor | None = None
     source_ext: torch.Tensor | None = None
+    possible: torch.Tensor | None = None
 
     def index_select(self, index: torch.Tensor) -> "CopyMemory":
         base = super().index_select(index)
         return CopyMemory(base.outputs, base.keys, base.mask, base.summary, self.pointer_keys.index_select(0, index),
-                          self.source_ext.index_select(0, index))
+                          self.source_ext.index_select(0, index), self.possible.index_select(0, index))
 
 
 class CopySeq2Seq(Seq2Seq):
@@ -66,8 +67,16 @@ class CopySeq2Seq(Seq2Seq):
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor, source_ext: torch.Tensor | None = None):
         memory, state = super().encode(src, src_lengths)
+        possible = None
+        if source_ext is not None:
+            # An extended id that no real question word maps to (V + a position of padding, or of a word seen
+            # again later) is impossible, not merely unlikely: the mixture gives it -inf, so beam search never
+            # fills its beam with it. Fixed per sentence, so computed once here, not at every step.
+            hits = memory.mask.new_zeros(src.size(0), self.vocab_size + src.size(1), dtype=torch.float)
+            possible = hits.scatter_add(-1, source_ext, memory.mask.float()) > 0
+            possible[:, : self.vocab_size] = True
         return CopyMemory(memory.outputs, memory.keys, memory.mask, memory.summary,
-                          self.pointer.project_keys(memory.outputs), source_ext), state
+                          self.pointer.project_keys(memory.outputs), source_ext, possible), state
 
     def _mixture(self, attentional: torch.Tensor, memory: CopyMemory):
         """attentional (batch, steps, hidden) -> (log P over V + src_len (batch, steps, V + src_len),
@@ -79,12 +88,7 @@ class CopySeq2Seq(Seq2Seq):
         mixed = torch.cat([p_gen * vocab, vocab.new_zeros(batch, steps, src_len)], dim=-1)
         index = memory.source_ext.unsqueeze(1).expand(-1, steps, -1)
         mixed = mixed.scatter_add(-1, index, (1 - p_gen) * pointer.float())
-        # An extended id that no real question word maps to (V + a position of padding, or of a word seen again
-        # later) is impossible, not merely unlikely: -inf, so beam search never fills its beam with it.
-        hits = mixed.new_zeros(batch, mixed.size(-1)).scatter_add(-1, memory.source_ext, memory.mask.float())
-        possible = hits > 0
-        possible[:, : self.vocab_size] = True
-        log_probs = mixed.clamp_min(TINY).log().masked_fill(~possible.unsqueeze(1), float("-inf"))
+        log_probs = mixed.clamp_min(TINY).log().masked_fill(~memory.possible.unsqueeze(1), float("-inf"))
         return log_probs, pointer, p_gen
 
     def _inputs(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from torch import nn
 from rnnlab.data.batching import pad
 from rnnlab.data.datamodule import SplitDataModule
 from rnnlab.data.tokenizer import BOS_ID, EOS_ID
+from rnnlab.tasks.seq2seq.module import teacher_forcing_ratio
 from rnnlab.tasks.sql.model import build_text2sql
 from rnnlab.training.metrics import epoch_metric
 from rnnlab.training.optim import configure_optimizers
@@ -55,11 +56,9 @@ class SqlDataModule(SplitDataModule):
 
 class SqlModule(pl.LightningModule):
     def __init__(self, model_cfg: dict, optim_cfg: dict, src_vocab_size: int, tgt_vocab_size: int,
-                 embeddings: np.ndarray | None = None):
+                 embeddings: np.ndarray):
         super().__init__()
         self.save_hyperparameters(ignore=["embeddings"])
-        if embeddings is None:
-            embeddings = np.zeros((src_vocab_size, 50), dtype=np.float32)
         self.model = build_text2sql(model_cfg, src_vocab_size, tgt_vocab_size, embeddings)
         self.copy = model_cfg.get("literals", "copy") == "copy"
         self.metrics = nn.ModuleDict({"train_loss": torchmetrics.MeanMetric(), "val_loss": torchmetrics.MeanMetric(),
@@ -76,8 +75,6 @@ class SqlModule(pl.LightningModule):
         return self.model.loss(batch["ids"], batch["lengths"], batch["tgt_in"], batch["tgt_out"], teacher_forcing)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        from rnnlab.tasks.seq2seq.module import teacher_forcing_ratio
-
         loss = self._loss(batch, teacher_forcing_ratio(self.hparams.model_cfg, self.current_epoch,
                                                        self.trainer.max_epochs))
         epoch_metric(self, "train_loss", batch_idx, loss.detach(), weight=batch["ids"].size(0))
