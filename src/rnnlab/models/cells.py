@@ -1,6 +1,7 @@
 """Recurrent cells written from their gate equations, drop-in for nn.RNN / nn.LSTM / nn.GRU.
 
-Each cell is a short class holding one step's equations, in PyTorch's own gate order and parameter names
+Each cell is one short TorchScript function holding its equations (scripted, so the loop over time runs
+without Python's per-step overhead), in PyTorch's own gate order and parameter names
 (`weight_ih_l{k}`, `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}`), so the state dict of a fused module
 loads into it unchanged and both compute the same function (tests/test_cells.py proves outputs, final
 states and gradients equal for several layers). `Stacked` runs a cell over time and layers with the fused
@@ -33,20 +34,24 @@ def check_variant(cell: str, variant: str) -> None:
                          f"{', '.join(CELL_VARIANTS[cell])}")
 
 
-class RNNCell(nn.Module):
-    """Elman RNN:  h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)."""
-
-    def __init__(self, hidden_size: int, variant: str = "vanilla"):
-        super().__init__()
-        check_variant("rnn", variant)
-
-    def step(self, xw: torch.Tensor, h: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor, c=None):
-        h = torch.tanh(xw + h @ w_hh.t() + b_hh)
-        return h, None
+def _variant_code(cell: str, variant: str) -> int:
+    return CELL_VARIANTS[cell].index(variant)
 
 
-class LSTMCell(nn.Module):
-    """LSTM (Hochreiter & Schmidhuber 1997, with a forget gate, Gers et al. 2000), PyTorch's gate order i, f, g, o:
+@torch.jit.script
+def rnn_layer(xw: torch.Tensor, h: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor):
+    """Elman RNN over time:  h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)   (xw holds W_ih x_t + b_ih)."""
+    outputs = []
+    for t in range(xw.size(1)):
+        h = torch.tanh(xw[:, t] + torch.mm(h, w_hh.t()) + b_hh)
+        outputs.append(h)
+    return torch.stack(outputs, 1), h
+
+
+@torch.jit.script
+def lstm_layer(xw: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor,
+               peephole: torch.Tensor, variant: int):
+    """LSTM over time (Hochreiter & Schmidhuber 1997, forget gate: Gers et al. 2000), PyTorch's gate order:
 
         i_t = sigmoid(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi)      input gate: how much new content enters
         f_t = sigmoid(W_if x_t + b_if + W_hf h_{t-1} + b_hf)      forget gate: how much of the cell is kept
@@ -55,61 +60,54 @@ class LSTMCell(nn.Module):
         c_t = f_t * c_{t-1} + i_t * g_t                          cell state (the additive memory path)
         h_t = o_t * tanh(c_t)                                     hidden state
 
-    Variants: no_input_gate (i = 1), no_forget_gate (f = 1), no_output_gate (o = 1), coupled (f = 1 - i),
-    no_output_activation (h = o * c), peepholes (i and f also read c_{t-1}, o reads c_t, through diagonal
-    weights p_i, p_f, p_o: Gers & Schmidhuber 2000).
-    """
-
-    def __init__(self, hidden_size: int, variant: str = "vanilla"):
-        super().__init__()
-        check_variant("lstm", variant)
-        self.variant = variant
-        if variant == "peepholes":
-            self.peephole = nn.Parameter(torch.zeros(3, hidden_size))  # p_i, p_f, p_o
-
-    def step(self, xw, h, w_hh, b_hh, c):
-        i, f, g, o = (xw + h @ w_hh.t() + b_hh).chunk(4, dim=-1)
-        v = self.variant
-        if v == "peepholes":
-            i, f = i + self.peephole[0] * c, f + self.peephole[1] * c
-        i = torch.ones_like(i) if v == "no_input_gate" else torch.sigmoid(i)
-        f = 1 - i if v == "coupled" else torch.ones_like(f) if v == "no_forget_gate" else torch.sigmoid(f)
+    variant (LSTM_VARIANTS' index): 1 no_forget_gate (f = 1), 2 no_input_gate (i = 1), 3 no_output_gate
+    (o = 1), 4 coupled (f = 1 - i), 5 no_output_activation (h = o * c), 6 peepholes (i and f also read
+    c_{t-1}, o reads c_t, through the diagonal weights peephole[0..2]: Gers & Schmidhuber 2000)."""
+    outputs = []
+    for t in range(xw.size(1)):
+        i, f, g, o = (xw[:, t] + torch.mm(h, w_hh.t()) + b_hh).chunk(4, 1)
+        if variant == 6:
+            i = i + peephole[0] * c
+            f = f + peephole[1] * c
+        i = torch.ones_like(i) if variant == 2 else torch.sigmoid(i)
+        if variant == 4:
+            f = 1 - i
+        elif variant == 1:
+            f = torch.ones_like(f)
+        else:
+            f = torch.sigmoid(f)
         c = f * c + i * torch.tanh(g)
-        if v == "peepholes":
-            o = o + self.peephole[2] * c
-        o = torch.ones_like(o) if v == "no_output_gate" else torch.sigmoid(o)
-        h = o * (c if v == "no_output_activation" else torch.tanh(c))
-        return h, c
+        if variant == 6:
+            o = o + peephole[2] * c
+        o = torch.ones_like(o) if variant == 3 else torch.sigmoid(o)
+        h = o * c if variant == 5 else o * torch.tanh(c)
+        outputs.append(h)
+    return torch.stack(outputs, 1), h, c
 
 
-class GRUCell(nn.Module):
-    """GRU (Cho et al. 2014), PyTorch's formulation, gate order r, z, n:
+@torch.jit.script
+def gru_layer(xw: torch.Tensor, h: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor, variant: int):
+    """GRU over time (Cho et al. 2014), PyTorch's formulation and gate order r, z, n:
 
         r_t = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)          reset gate: how much of the past the candidate reads
         z_t = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)          update gate: how much of the past is kept
         n_t = tanh(W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn))     candidate state
         h_t = (1 - z_t) * n_t + z_t * h_{t-1}
 
-    Variants: no_reset_gate (r = 1), no_update_gate (z = 0: h_t = n_t, a plain RNN with a reset gate).
-    """
-
-    def __init__(self, hidden_size: int, variant: str = "vanilla"):
-        super().__init__()
-        check_variant("gru", variant)
-        self.variant = variant
-
-    def step(self, xw, h, w_hh, b_hh, c=None):
-        xr, xz, xn = xw.chunk(3, dim=-1)
-        hr, hz, hn = (h @ w_hh.t() + b_hh).chunk(3, dim=-1)
-        r = torch.ones_like(xr) if self.variant == "no_reset_gate" else torch.sigmoid(xr + hr)
+    variant (GRU_VARIANTS' index): 1 no_reset_gate (r = 1), 2 no_update_gate (z = 0: h_t = n_t)."""
+    outputs = []
+    for t in range(xw.size(1)):
+        xr, xz, xn = xw[:, t].chunk(3, 1)
+        hr, hz, hn = (torch.mm(h, w_hh.t()) + b_hh).chunk(3, 1)
+        r = torch.ones_like(xr) if variant == 1 else torch.sigmoid(xr + hr)
         n = torch.tanh(xn + r * hn)
-        if self.variant == "no_update_gate":
-            return n, None
-        z = torch.sigmoid(xz + hz)
-        return (1 - z) * n + z * h, None
-
-
-CELL_CLASSES = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
+        if variant == 2:
+            h = n
+        else:
+            z = torch.sigmoid(xz + hz)
+            h = (1 - z) * n + z * h
+        outputs.append(h)
+    return torch.stack(outputs, 1), h
 
 
 class Stacked(nn.Module):
@@ -132,7 +130,10 @@ class Stacked(nn.Module):
             for name, shape in ((f"weight_ih_l{layer}", (gates, size)), (f"weight_hh_l{layer}", (gates, hidden_size)),
                                 (f"bias_ih_l{layer}", (gates,)), (f"bias_hh_l{layer}", (gates,))):
                 self.register_parameter(name, nn.Parameter(torch.empty(shape).uniform_(-bound, bound)))
-        self.cells = nn.ModuleList(CELL_CLASSES[cell](hidden_size, variant) for _ in range(num_layers))
+        self.variant = _variant_code(cell, variant)
+        if cell == "lstm" and variant == "peepholes":
+            for layer in range(num_layers):  # p_i, p_f, p_o per layer, starting at 0 (the vanilla LSTM)
+                self.register_parameter(f"peephole_l{layer}", nn.Parameter(torch.zeros(3, hidden_size)))
 
     def forward(self, x: torch.Tensor, state=None):
         batch, time = x.shape[:2]
@@ -142,18 +143,22 @@ class Stacked(nn.Module):
             state = (zeros, zeros) if lstm else zeros
         h0, c0 = state if lstm else (state, None)
         finals_h, finals_c = [], []
-        for layer, cell in enumerate(self.cells):
+        for layer in range(self.num_layers):
             if layer > 0 and self.dropout > 0 and self.training:
                 x = nn.functional.dropout(x, self.dropout, training=True)
             w_ih, w_hh = getattr(self, f"weight_ih_l{layer}"), getattr(self, f"weight_hh_l{layer}")
             b_ih, b_hh = getattr(self, f"bias_ih_l{layer}"), getattr(self, f"bias_hh_l{layer}")
             xw = x @ w_ih.t() + b_ih  # (batch, time, gates): the input's share of every step, in one product
-            h, c = h0[layer], (c0[layer] if lstm else None)
-            outputs = []
-            for t in range(time):
-                h, c = cell.step(xw[:, t], h, w_hh, b_hh, c)
-                outputs.append(h)
-            x = torch.stack(outputs, dim=1)
+            if lstm:
+                peephole = getattr(self, f"peephole_l{layer}", None)
+                peephole = xw.new_zeros(0) if peephole is None else peephole
+                x, h, c = lstm_layer(xw, h0[layer], c0[layer], w_hh, b_hh, peephole, self.variant)
+            elif self.cell_name == "gru":
+                x, h = gru_layer(xw, h0[layer], w_hh, b_hh, self.variant)
+                c = None
+            else:
+                x, h = rnn_layer(xw, h0[layer], w_hh, b_hh)
+                c = None
             finals_h.append(h)
             finals_c.append(c)
         h_n = torch.stack(finals_h)
