@@ -88,3 +88,29 @@ def test_each_variant_changes_its_equation_and_nonsense_is_refused():
         Stacked("gru", 4, 6, variant="peepholes")
     with pytest.raises(ValueError, match="does not exist for cell=rnn"):
         Stacked("rnn", 4, 6, variant="coupled")
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_the_encoder_with_gate_cells_equals_the_fused_encoder_under_padding(cell, bidirectional):
+    from rnnlab.models.encoders import RecurrentEncoder
+
+    torch.manual_seed(3)
+    fused = RecurrentEncoder(cell, 5, 7, 2, bidirectional).double()
+    gates = RecurrentEncoder(cell, 5, 7, 2, bidirectional, impl="gates").double()
+    gates.load_state_dict(fused.state_dict())
+    x, lengths = torch.randn(3, 6, 5, dtype=torch.double), torch.tensor([6, 3, 1])
+    assert torch.allclose(fused(x, lengths), gates(x, lengths), atol=1e-10)
+
+
+def test_cell_settings_are_checked_with_clear_errors():
+    from rnnlab.errors import ConfigError
+    from rnnlab.models.choices import check_cell
+
+    check_cell("lstm", "gates", "coupled")
+    with pytest.raises(ConfigError, match="set model.cell_impl=gates"):
+        check_cell("lstm", "fused", "peepholes")
+    with pytest.raises(ConfigError, match="allowed for gru: vanilla, no_reset_gate, no_update_gate"):
+        check_cell("gru", "gates", "coupled")
+    with pytest.raises(ConfigError, match="cell_impl='scan'; allowed: fused, gates"):
+        check_cell("rnn", "scan", "vanilla")

@@ -19,10 +19,9 @@ import math
 import torch
 from torch import nn
 
-LSTM_VARIANTS = ("vanilla", "no_forget_gate", "no_input_gate", "no_output_gate", "coupled", "no_output_activation",
-                 "peepholes")
-GRU_VARIANTS = ("vanilla", "no_reset_gate", "no_update_gate")
-CELL_VARIANTS = {"rnn": ("vanilla",), "lstm": LSTM_VARIANTS, "gru": GRU_VARIANTS}
+from rnnlab.models.choices import CELL_VARIANTS
+
+LSTM_VARIANTS, GRU_VARIANTS = CELL_VARIANTS["lstm"], CELL_VARIANTS["gru"]
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # blocks of hidden_size rows in weight_ih / weight_hh
 
 
