@@ -6,7 +6,26 @@ from rnnlab.errors import ConfigError
 POOLINGS = ("last", "mean", "max", "attention")
 ATTENTIONS = ("none", "additive", "dot", "general")
 OUTPUT_LAYERS = ("full", "adaptive")  # a softmax over the whole vocabulary | an adaptive softmax
-UNKNOWN_POLICIES = ("keep", "forbid", "copy")  # <unk> in a decoded output: keep | never emit | most-attended source word
+UNKNOWN_POLICIES = ("keep", "forbid", "copy")
+CELL_IMPLS = ("fused", "gates")  # PyTorch's fused kernels | the cells from their gate equations (models/cells.py)
+# The variants of each cell (Greff et al. 2017; Jozefowicz et al. 2015); all but vanilla need cell_impl=gates.
+CELL_VARIANTS = {"rnn": ("vanilla",),
+                 "lstm": ("vanilla", "no_forget_gate", "no_input_gate", "no_output_gate", "coupled",
+                          "no_output_activation", "peepholes"),
+                 "gru": ("vanilla", "no_reset_gate", "no_update_gate")}  # <unk> in a decoded output: keep | never emit | most-attended source word
+
+
+def check_cell(cell: str, impl: str, variant: str, prefix: str = "model") -> None:
+    """A cell implementation and variant that exist together: a clear error naming the keys otherwise."""
+    if impl not in CELL_IMPLS:
+        raise ConfigError(f"{prefix}.cell_impl={impl!r}; allowed: {', '.join(CELL_IMPLS)}")
+    allowed = CELL_VARIANTS.get(cell, ("vanilla",))
+    if variant not in allowed:
+        raise ConfigError(f"{prefix}.cell_variant={variant!r} does not exist for {prefix}.cell={cell}; allowed for "
+                          f"{cell}: {', '.join(allowed)}")
+    if variant != "vanilla" and impl != "gates":
+        raise ConfigError(f"{prefix}.cell_variant={variant} changes the cell's equations, which only the readable "
+                          f"cells can: set {prefix}.cell_impl=gates (the fused kernels compute the vanilla cell)")
 
 
 def check_adaptive_cutoffs(cutoffs, vocab_size: int, vocab_name: str) -> list[int]:

@@ -17,6 +17,22 @@ from rnnlab.config import CELLS
 RNN_CLASSES = dict(zip(CELLS, (nn.RNN, nn.LSTM, nn.GRU), strict=True))
 
 
+def rnn_factory(cell: str, impl: str = "fused", variant: str = "vanilla"):
+    """A constructor with the fused modules' signature, (input_size, hidden_size, num_layers=1, batch_first=True,
+    dropout=0.0), of PyTorch's fused kernel (impl=fused) or of the cell from its gate equations (impl=gates,
+    rnnlab.models.cells, with `variant`)."""
+    from rnnlab.models.choices import check_cell
+
+    check_cell(cell, impl, variant)
+    if impl == "fused":
+        return RNN_CLASSES[cell]
+    from functools import partial
+
+    from rnnlab.models.cells import Stacked
+
+    return partial(Stacked, cell, variant=variant)
+
+
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse each sequence of x (batch, time, ...) within its length; padding stays in place."""
     batch, time = x.shape[:2]
@@ -53,11 +69,12 @@ class RecurrentEncoder(nn.Module):
     """
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bidirectional: bool = False, dropout: float = 0.0, residual: bool = False):
+                 bidirectional: bool = False, dropout: float = 0.0, residual: bool = False, impl: str = "fused",
+                 variant: str = "vanilla"):
         super().__init__()
         if cell not in RNN_CLASSES:
             raise ValueError(f"cell={cell!r}; allowed: {', '.join(RNN_CLASSES)}")
-        rnn_cls = RNN_CLASSES[cell]
+        rnn_cls = rnn_factory(cell, impl, variant)
         self.cell, self.num_layers, self.bidirectional = cell, num_layers, bidirectional
         self.residual = residual
         self.directions = 2 if bidirectional else 1

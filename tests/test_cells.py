@@ -1,0 +1,116 @@
+"""The cells written from their gate equations (rnnlab.models.cells) equal PyTorch's fused kernels: loaded with
+the same weights, the same outputs, final states and gradients, for several layers, both directions and under
+padding; and each variant changes exactly its equation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from rnnlab.models.cells import CELL_VARIANTS, Stacked
+from rnnlab.models.encoders import reverse_padded
+
+FUSED = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+def _pair(cell: str, layers: int, input_size: int = 5, hidden: int = 7, seed: int = 0):
+    torch.manual_seed(seed)
+    fused = FUSED[cell](input_size, hidden, layers, batch_first=True).double()
+    gates = Stacked(cell, input_size, hidden, layers).double()
+    gates.load_state_dict(fused.state_dict())
+    return fused, gates
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("layers", [1, 3])
+def test_outputs_final_states_and_gradients_equal_the_fused_kernel(cell, layers):
+    fused, gates = _pair(cell, layers)
+    x = torch.randn(4, 6, 5, dtype=torch.double)
+    state = torch.randn(layers, 4, 7, dtype=torch.double)
+    state = (state, torch.randn_like(state)) if cell == "lstm" else state
+    outs = []
+    for module in (fused, gates):
+        xi = x.clone().requires_grad_(True)
+        out, final = module(xi, state)
+        loss = out.pow(2).sum() + sum(f.pow(3).sum() for f in (final if cell == "lstm" else (final,)))
+        loss.backward()
+        outs.append((out, final, xi.grad, {n: p.grad.clone() for n, p in module.named_parameters()}))
+    (o1, f1, g1, p1), (o2, f2, g2, p2) = outs
+    assert torch.allclose(o1, o2, atol=1e-10)
+    for a, b in zip(f1 if cell == "lstm" else (f1,), f2 if cell == "lstm" else (f2,)):
+        assert torch.allclose(a, b, atol=1e-10)
+    assert torch.allclose(g1, g2, atol=1e-10)
+    assert p1.keys() == p2.keys() and all(torch.allclose(p1[k], p2[k], atol=1e-9) for k in p1)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_both_directions_under_padding_equal_the_fused_bidirectional_kernel(cell):
+    """A right-padded batch: forward over each sequence, backward over each reversed within its length (as the
+    encoders run it) gives the fused bidirectional module's outputs at every real position."""
+    torch.manual_seed(1)
+    fused = FUSED[cell](5, 7, 1, batch_first=True, bidirectional=True).double()
+    forward, backward = Stacked(cell, 5, 7).double(), Stacked(cell, 5, 7).double()
+    weights = fused.state_dict()
+    forward.load_state_dict({k: v for k, v in weights.items() if not k.endswith("_reverse")})
+    backward.load_state_dict({k.removesuffix("_reverse"): v for k, v in weights.items() if k.endswith("_reverse")})
+    lengths = torch.tensor([6, 4, 1])
+    x = torch.randn(3, 6, 5, dtype=torch.double)
+    for row, n in enumerate(lengths.tolist()):  # each sequence alone, no padding: the reference
+        ref, _ = fused(x[row:row + 1, :n])
+        out_f, _ = forward(x)
+        out_b, _ = backward(reverse_padded(x, lengths))
+        mine = torch.cat([out_f, reverse_padded(out_b, lengths)], dim=-1)[row:row + 1, :n]
+        assert torch.allclose(mine, ref, atol=1e-10), (cell, row)
+
+
+def test_each_variant_changes_its_equation_and_nonsense_is_refused():
+    torch.manual_seed(2)
+    x = torch.randn(2, 5, 4)
+    base = Stacked("lstm", 4, 6)
+    outputs = {}
+    for variant in CELL_VARIANTS["lstm"]:
+        module = Stacked("lstm", 4, 6, variant=variant)
+        module.load_state_dict(base.state_dict(), strict=False)  # peepholes: extra weights, start at 0
+        outputs[variant] = module(x)[0]
+    assert torch.allclose(outputs["peepholes"], outputs["vanilla"])  # zero peepholes: the vanilla LSTM
+    for variant in ("no_forget_gate", "no_input_gate", "no_output_gate", "coupled", "no_output_activation"):
+        assert not torch.allclose(outputs[variant], outputs["vanilla"]), variant
+    # no output gate and no output activation: h = c exactly
+    module = Stacked("lstm", 4, 6, variant="no_output_gate")
+    module.load_state_dict(base.state_dict())
+    out, (h, c) = module(x)
+    assert torch.allclose(h, torch.tanh(c))
+    gru = Stacked("gru", 4, 6, variant="no_update_gate")
+    out, h = gru(x)
+    assert torch.allclose(out[:, -1], h[-1])
+    with pytest.raises(ValueError, match="allowed for gru: vanilla, no_reset_gate, no_update_gate"):
+        Stacked("gru", 4, 6, variant="peepholes")
+    with pytest.raises(ValueError, match="does not exist for cell=rnn"):
+        Stacked("rnn", 4, 6, variant="coupled")
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_the_encoder_with_gate_cells_equals_the_fused_encoder_under_padding(cell, bidirectional):
+    from rnnlab.models.encoders import RecurrentEncoder
+
+    torch.manual_seed(3)
+    fused = RecurrentEncoder(cell, 5, 7, 2, bidirectional).double()
+    gates = RecurrentEncoder(cell, 5, 7, 2, bidirectional, impl="gates").double()
+    gates.load_state_dict(fused.state_dict())
+    x, lengths = torch.randn(3, 6, 5, dtype=torch.double), torch.tensor([6, 3, 1])
+    assert torch.allclose(fused(x, lengths), gates(x, lengths), atol=1e-10)
+
+
+def test_cell_settings_are_checked_with_clear_errors():
+    from rnnlab.errors import ConfigError
+    from rnnlab.models.choices import check_cell
+
+    check_cell("lstm", "gates", "coupled")
+    with pytest.raises(ConfigError, match="set model.cell_impl=gates"):
+        check_cell("lstm", "fused", "peepholes")
+    with pytest.raises(ConfigError, match="allowed for gru: vanilla, no_reset_gate, no_update_gate"):
+        check_cell("gru", "gates", "coupled")
+    with pytest.raises(ConfigError, match="cell_impl='scan'; allowed: fused, gates"):
+        check_cell("rnn", "scan", "vanilla")
