@@ -114,3 +114,101 @@ def test_cell_settings_are_checked_with_clear_errors():
         check_cell("gru", "gates", "coupled")
     with pytest.raises(ConfigError, match="cell_impl='scan'; allowed: fused, gates"):
         check_cell("rnn", "scan", "vanilla")
+
+
+def _model_cfg(family: str, *overrides: str) -> dict:
+    from omegaconf import OmegaConf
+
+    from rnnlab.config import compose, family_view, validate
+
+    view = family_view(compose([f"{family}.model.{o}" for o in overrides]), family)
+    validate(view)
+    return OmegaConf.to_container(view.model)
+
+
+def _build(family: str, model_cfg: dict) -> nn.Module:
+    """A small model of each family from its composed model config (random embeddings)."""
+    import numpy as np
+
+    vectors = np.random.default_rng(0).normal(size=(30, 6)).astype(np.float32)
+    if family == "classify":
+        from rnnlab.tasks.classify.model import build_classifier
+
+        return build_classifier(model_cfg, 30, 6, 2, vectors)
+    if family == "ner":
+        from rnnlab.tasks.ner.model import build_tagger
+
+        return build_tagger(model_cfg, 30, 6, ["O", "B-PER", "I-PER"], vectors)
+    if family == "lm":
+        from rnnlab.tasks.lm.model import build_lm
+
+        return build_lm({**model_cfg, "adaptive_cutoffs": [10]}, 30, vectors, [f"w{i}" for i in range(30)])
+    from rnnlab.tasks.seq2seq.model import build_seq2seq
+    from rnnlab.tasks.sql.model import build_text2sql
+
+    return (build_seq2seq if family == "seq2seq" else build_text2sql)(model_cfg, 30, 40, vectors)
+
+
+@pytest.mark.parametrize("family,extra", [("classify", ()), ("ner", ()), ("lm", ()), ("lm", ("bidirectional=true",)),
+                                          ("seq2seq", ("cell=lstm",)), ("sql", ())])
+def test_every_family_builds_the_gate_cells_it_is_configured_with(family, extra):
+    """`<family>.model.cell_impl=gates` puts rnnlab.models.cells.Stacked in place of every fused module (the
+    seq2seq decoder and the biLM's stacks included), with the variant; `forget_bias` initialises every LSTM."""
+    fused = _build(family, _model_cfg(family, *extra))
+    assert not any(isinstance(m, Stacked) for m in fused.modules())
+    model = _build(family, _model_cfg(family, *extra, "cell_impl=gates", "cell_variant=coupled", "forget_bias=1.0"))
+    stacks = [m for m in model.modules() if isinstance(m, Stacked)]
+    assert stacks and not any(isinstance(m, (nn.RNN, nn.LSTM, nn.GRU)) for m in model.modules())
+    assert all(s.cell_name == "lstm" and s.variant == CELL_VARIANTS["lstm"].index("coupled") for s in stacks)
+    for stack in stacks:
+        for name, bias in stack.named_parameters():
+            if name.startswith("bias_"):
+                size = bias.numel() // 4
+                assert torch.all(bias[size:2 * size] == (1.0 if name.startswith("bias_ih") else 0.0))
+    assert sorted(fused.state_dict()) == sorted(model.state_dict())  # same names: weights load both ways
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (("cell_variant=peepholes",), "set classify.model.cell_impl=gates"),
+    (("cell_impl=gates", "cell=gru", "cell_variant=coupled"), "allowed for gru: vanilla, no_reset_gate"),
+    (("cell_impl=scripted",), "classify.model.cell_impl='scripted'"),
+])
+def test_family_configs_refuse_nonsense_cells(overrides, message):
+    from rnnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        _model_cfg("classify", *overrides)
+
+
+@pytest.mark.parametrize("cell,impl,variant", [("lstm", "fused", "vanilla"), ("gru", "fused", "vanilla"),
+                                               ("lstm", "gates", "peepholes"), ("lstm", "gates", "no_forget_gate"),
+                                               ("gru", "gates", "no_update_gate")])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_traced_gates_reproduce_the_encoder_and_follow_the_variant(cell, impl, variant, bidirectional):
+    """The gate values the explorer shows are the model's own: recomputing the encoder with them gives its
+    outputs exactly (fused or not, both directions, padding); a removed gate reads constant."""
+    from rnnlab.models.cells import GATE_NAMES, saturation
+    from rnnlab.models.encoders import RecurrentEncoder, padding_mask
+
+    torch.manual_seed(0)
+    encoder = RecurrentEncoder(cell, 5, 7, 2, bidirectional, impl=impl, variant=variant).double().eval()
+    for name, p in encoder.named_parameters():
+        if "peephole" in name:
+            p.data.normal_()
+    x, lengths = torch.randn(3, 6, 5, dtype=torch.double), torch.tensor([6, 4, 1])
+    outputs, found = encoder.gates(x, lengths)
+    torch.testing.assert_close(outputs, encoder(x, lengths))
+    assert len(found) == 2 * (2 if bidirectional else 1)
+    mask = padding_mask(lengths, 6)
+    for entry in found:
+        assert set(GATE_NAMES[cell]) <= set(entry)
+        for gate in GATE_NAMES[cell]:
+            real = entry[gate][mask]
+            assert torch.all((real >= 0) & (real <= 1)) and torch.all(entry[gate][~mask] == 0)
+            stats = saturation(entry[gate], mask)
+            assert 0 <= stats["closed"] + stats["open"] <= 1
+    if variant == "no_forget_gate":
+        assert all(torch.all(e["forget"][mask] == 1) for e in found)
+        assert saturation(found[0]["forget"], mask)["open"] == 1.0
+    if variant == "no_update_gate":
+        assert all(torch.all(e["update"][mask] == 0) for e in found)

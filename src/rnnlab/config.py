@@ -28,6 +28,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.errors import ConfigError, RnnlabError, user_os_error
+from rnnlab.models.choices import CELL_IMPLS, CELL_VARIANTS, check_cell
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = PROJECT_ROOT / "conf"
@@ -85,6 +86,13 @@ CELLS = ("rnn", "lstm", "gru")
 EMBEDDING_MODES = ("frozen", "finetune", "random")
 # The shared groups: one schema each (a family adds the schema of its `model` group).
 ROOT_SCHEMA: Schema = {"seed": SEED}
+# The recurrent cell of every family's model: which cell, computed by which implementation (PyTorch's fused
+# kernels or rnnlab.models.cells' gate equations), which variant of its equations, and the LSTM forget-gate
+# bias at initialisation (null: PyTorch's default). Families merge it into their model_schema; validate()
+# checks the combination (rnnlab.models.choices.check_cell).
+CELL_SCHEMA: Schema = {"cell": choice(*CELLS), "cell_impl": choice(*CELL_IMPLS),
+                       "cell_variant": choice(*dict.fromkeys(v for vs in CELL_VARIANTS.values() for v in vs)),
+                       "forget_bias": number_in(-10.0, 10.0, optional=True)}
 TRACKING_SCHEMA: Schema = {"retries": int_in(0, 100), "retry_seconds": number_in(0.0, 600.0)}
 DATA_SCHEMA: Schema = {"source": choice("package", "hub", "local"), "split.seed": SEED,
                        "train_epochs": int_in(1, 10000), "max_examples_per_split": int_in(1, 10**9, optional=True)}
@@ -252,6 +260,8 @@ def validate(cfg: DictConfig) -> None:
     check_group(cfg.optim, f"{name}.optim", OPTIM_SCHEMA)
     check_group(cfg.trainer, f"{name}.trainer", TRAINER_SCHEMA)
     check_group(cfg.model, f"{name}.model", family.model_schema)
+    if "cell_impl" in family.model_schema:
+        check_cell(cfg.model.cell, cfg.model.cell_impl, cfg.model.cell_variant, f"{name}.model")
     for node in family.tokenizer_nodes:
         check_group(OmegaConf.select(cfg, node), f"{name}.{node}", TOKENIZER_SCHEMA)
     for axis, values in cfg.grid.items():

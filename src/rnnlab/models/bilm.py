@@ -28,7 +28,7 @@ from rnnlab.io import read_json
 from rnnlab.models.chars import DEFAULT_FILTERS as DEFAULT_CHAR_FILTERS
 from rnnlab.models.chars import CharCNN, encode_words
 from rnnlab.models.choices import check_adaptive_cutoffs
-from rnnlab.models.encoders import RNN_CLASSES
+from rnnlab.models.encoders import cell_options, init_cells, rnn_from_options
 
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -57,7 +57,7 @@ class BiLM(nn.Module):
                  cell: str = "lstm", dropout: float = 0.0, residual: bool = True, output_layer: str = "adaptive",
                  adaptive_cutoffs: list[int] | None = None, embeddings: np.ndarray | None = None,
                  embedding_mode: str = "frozen", token_layer: str = "word", char_cfg: dict | None = None,
-                 words: list[str] | None = None):
+                 words: list[str] | None = None, cell_options: dict | None = None):
         super().__init__()
         if token_layer not in TOKEN_LAYERS:
             raise ConfigError(f"model.token_layer={token_layer!r}: expected one of {', '.join(TOKEN_LAYERS)}")
@@ -86,7 +86,7 @@ class BiLM(nn.Module):
         width = embedding_dim if vocab_size is None else \
             (embedding_dim if self.embedding is not None else 0) + (self.chars.output_size if self.chars else 0)
         self.projection = nn.Linear(width, hidden_size)
-        rnn = RNN_CLASSES[cell]
+        rnn = rnn_from_options(cell, cell_options)
         self.forward_layers = nn.ModuleList(rnn(hidden_size, hidden_size, batch_first=True) for _ in range(num_layers))
         self.backward_layers = nn.ModuleList(rnn(hidden_size, hidden_size, batch_first=True) for _ in range(num_layers))
         self.drop = nn.Dropout(dropout)
@@ -98,6 +98,7 @@ class BiLM(nn.Module):
             self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(hidden_size, vocab_size, cutoffs, div_value=4.0)
         else:
             self.decoder = nn.Linear(hidden_size, vocab_size)
+        init_cells(self, cell_options)
 
     @property
     def token_width(self) -> int:
@@ -170,7 +171,8 @@ def build_bilm(model_cfg: dict, vocab_size: int, embeddings: np.ndarray | None =
     return BiLM(vocab_size, dim, int(model_cfg["hidden_size"]), int(model_cfg["num_layers"]), model_cfg["cell"],
                 float(model_cfg["dropout"]), bool(model_cfg.get("residual", True)), model_cfg["output_layer"],
                 list(model_cfg.get("adaptive_cutoffs") or []), embeddings, mode,
-                model_cfg.get("token_layer", "word"), {k: model_cfg[k] for k in CHAR_KEYS if k in model_cfg}, words)
+                model_cfg.get("token_layer", "word"), {k: model_cfg[k] for k in CHAR_KEYS if k in model_cfg}, words,
+                cell_options(model_cfg))
 
 
 class ScalarMix(nn.Module):
@@ -203,7 +205,8 @@ class ContextualFeatures(nn.Module):
         super().__init__()
         vectors = torch.as_tensor(np.asarray(vectors, dtype=np.float32))
         self.bilm = BiLM(None, int(vectors.shape[1]), int(bilm_cfg["hidden_size"]), int(bilm_cfg["num_layers"]),
-                         bilm_cfg["cell"], 0.0, bool(bilm_cfg.get("residual", True)))
+                         bilm_cfg["cell"], 0.0, bool(bilm_cfg.get("residual", True)),
+                         cell_options=cell_options(bilm_cfg))
         for p in self.bilm.parameters():
             p.requires_grad_(False)
         self.register_buffer("vectors", vectors)

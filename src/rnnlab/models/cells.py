@@ -162,3 +162,75 @@ class Stacked(nn.Module):
             finals_c.append(c)
         h_n = torch.stack(finals_h)
         return x, ((h_n, torch.stack(finals_c)) if lstm else h_n)
+
+
+# ----------------------------------------------------------------------------- looking inside: gate values
+
+GATE_NAMES = {"rnn": (), "lstm": ("input", "forget", "output"), "gru": ("reset", "update")}
+
+
+def layer_gates(cell: str, variant: str, weights: dict, x: torch.Tensor, h: torch.Tensor | None = None,
+                c: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """One layer run step by step in plain Python (the same equations as the scripted loops above), keeping
+    every gate's value: (outputs (batch, time, hidden), {gate name: (batch, time, hidden)}), the gates of
+    GATE_NAMES[cell] plus the LSTM's cell state ("cell"). `weights` holds w_ih, w_hh, b_ih, b_hh (and peephole
+    for the peephole LSTM). For inspection (the explorer, gate statistics), not for training."""
+    check_variant(cell, variant)
+    batch, hidden = x.size(0), weights["w_hh"].size(1)
+    h = x.new_zeros(batch, hidden) if h is None else h
+    c = x.new_zeros(batch, hidden) if c is None else c
+    xw = x @ weights["w_ih"].t() + weights["b_ih"]
+    hb = weights["b_hh"]
+    outputs, values = [], {name: [] for name in GATE_NAMES[cell] + (("cell",) if cell == "lstm" else ())}
+    for t in range(x.size(1)):
+        if cell == "rnn":
+            h = torch.tanh(xw[:, t] + h @ weights["w_hh"].t() + hb)
+        elif cell == "lstm":
+            i, f, g, o = (xw[:, t] + h @ weights["w_hh"].t() + hb).chunk(4, 1)
+            if variant == "peepholes":
+                i, f = i + weights["peephole"][0] * c, f + weights["peephole"][1] * c
+            i = torch.ones_like(i) if variant == "no_input_gate" else torch.sigmoid(i)
+            f = 1 - i if variant == "coupled" else torch.ones_like(f) if variant == "no_forget_gate" else \
+                torch.sigmoid(f)
+            c = f * c + i * torch.tanh(g)
+            if variant == "peepholes":
+                o = o + weights["peephole"][2] * c
+            o = torch.ones_like(o) if variant == "no_output_gate" else torch.sigmoid(o)
+            h = o * c if variant == "no_output_activation" else o * torch.tanh(c)
+            for name, value in zip(("input", "forget", "output", "cell"), (i, f, o, c)):
+                values[name].append(value)
+        else:
+            xr, xz, xn = xw[:, t].chunk(3, 1)
+            hr, hz, hn = (h @ weights["w_hh"].t() + hb).chunk(3, 1)
+            r = torch.ones_like(xr) if variant == "no_reset_gate" else torch.sigmoid(xr + hr)
+            z = torch.zeros_like(xz) if variant == "no_update_gate" else torch.sigmoid(xz + hz)
+            h = (1 - z) * torch.tanh(xn + r * hn) + z * h
+            values["reset"].append(r)
+            values["update"].append(z)
+        outputs.append(h)
+    return torch.stack(outputs, 1), {name: torch.stack(v, 1) for name, v in values.items()}
+
+
+def module_gates(module: nn.Module, cell: str, variant: str, x: torch.Tensor) -> tuple[torch.Tensor, list[dict]]:
+    """Every layer's gate values of a fused nn.RNN/LSTM/GRU or a `Stacked` module run on x (batch, time, input)
+    from zero states (eval mode: no dropout between layers): (the last layer's outputs, one dict per layer)."""
+    layers = []
+    for k in range(module.num_layers):
+        weights = {"w_ih": getattr(module, f"weight_ih_l{k}"), "w_hh": getattr(module, f"weight_hh_l{k}"),
+                   "b_ih": getattr(module, f"bias_ih_l{k}"), "b_hh": getattr(module, f"bias_hh_l{k}")}
+        if hasattr(module, f"peephole_l{k}"):
+            weights["peephole"] = getattr(module, f"peephole_l{k}")
+        x, values = layer_gates(cell, variant, weights, x)
+        layers.append(values)
+    return x, layers
+
+
+def saturation(values: torch.Tensor, mask: torch.Tensor, low: float = 0.1, high: float = 0.9) -> dict:
+    """How often a gate is saturated over real tokens (mask (batch, time) True): the share of values below `low`
+    (nearly closed) and above `high` (nearly open), the thresholds of Karpathy et al. 2015 ("Visualizing and
+    understanding recurrent networks"), and the mean."""
+    real = values[mask.bool()]  # (tokens, hidden)
+    if real.numel() == 0:
+        raise ValueError("saturation needs at least one real token")
+    return {"closed": float((real < low).float().mean()), "open": float((real > high).float().mean()),
+            "mean": float(real.mean())}

@@ -6,13 +6,13 @@ from rnnlab.errors import ConfigError
 POOLINGS = ("last", "mean", "max", "attention")
 ATTENTIONS = ("none", "additive", "dot", "general")
 OUTPUT_LAYERS = ("full", "adaptive")  # a softmax over the whole vocabulary | an adaptive softmax
-UNKNOWN_POLICIES = ("keep", "forbid", "copy")
+UNKNOWN_POLICIES = ("keep", "forbid", "copy")  # <unk> in a decoded output: keep | never emit | most-attended source word
 CELL_IMPLS = ("fused", "gates")  # PyTorch's fused kernels | the cells from their gate equations (models/cells.py)
 # The variants of each cell (Greff et al. 2017; Jozefowicz et al. 2015); all but vanilla need cell_impl=gates.
 CELL_VARIANTS = {"rnn": ("vanilla",),
                  "lstm": ("vanilla", "no_forget_gate", "no_input_gate", "no_output_gate", "coupled",
                           "no_output_activation", "peepholes"),
-                 "gru": ("vanilla", "no_reset_gate", "no_update_gate")}  # <unk> in a decoded output: keep | never emit | most-attended source word
+                 "gru": ("vanilla", "no_reset_gate", "no_update_gate")}
 
 
 def check_cell(cell: str, impl: str, variant: str, prefix: str = "model") -> None:

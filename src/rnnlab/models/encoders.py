@@ -17,6 +17,26 @@ from rnnlab.config import CELLS
 RNN_CLASSES = dict(zip(CELLS, (nn.RNN, nn.LSTM, nn.GRU), strict=True))
 
 
+def cell_options(model_cfg) -> dict:
+    """A model config's cell options (`cell_impl`, `cell_variant`, `forget_bias`) as the keywords of
+    `rnn_factory` and `set_forget_bias`; a model saved before these keys existed gets PyTorch's fused vanilla
+    cell with its own initialisation."""
+    return {"impl": model_cfg.get("cell_impl", "fused"), "variant": model_cfg.get("cell_variant", "vanilla"),
+            "forget_bias": model_cfg.get("forget_bias")}
+
+
+def init_cells(module: nn.Module, options: dict | None) -> None:
+    """Apply the initialisation of `cell_options` (the forget-gate bias) to every LSTM in `module`."""
+    if options and options.get("forget_bias") is not None:
+        set_forget_bias(module, float(options["forget_bias"]))
+
+
+def rnn_from_options(cell: str, options: dict | None):
+    """`rnn_factory` for the impl and variant of `cell_options` (None: fused vanilla)."""
+    options = options or {}
+    return rnn_factory(cell, options.get("impl", "fused"), options.get("variant", "vanilla"))
+
+
 def rnn_factory(cell: str, impl: str = "fused", variant: str = "vanilla"):
     """A constructor with the fused modules' signature, (input_size, hidden_size, num_layers=1, batch_first=True,
     dropout=0.0), of PyTorch's fused kernel (impl=fused) or of the cell from its gate equations (impl=gates,
@@ -49,12 +69,12 @@ def padding_mask(lengths: torch.Tensor, time: int) -> torch.Tensor:
 
 
 def set_forget_bias(module: nn.Module, value: float) -> None:
-    """Initialise the forget gate of every nn.LSTM in `module` so that sigmoid(b_ih + b_hh) starts at
+    """Initialise the forget gate of every LSTM in `module` (fused or rnnlab.models.cells) so that sigmoid(b_ih + b_hh) starts at
     sigmoid(value) (Jozefowicz et al. 2015 recommend 1.0: the cell keeps its memory at the start of
     training). PyTorch orders an LSTM's gate biases input, forget, cell, output; b_ih takes the value and
     b_hh's forget part is zeroed, so their sum is exactly `value`. Other cells have no forget gate."""
     with torch.no_grad():
-        for lstm in (m for m in module.modules() if isinstance(m, nn.LSTM)):
+        for lstm in (m for m in module.modules() if isinstance(m, nn.LSTM) or getattr(m, "cell_name", "") == "lstm"):
             for name, bias in lstm.named_parameters():
                 if name.startswith("bias_"):
                     size = bias.size(0) // 4
@@ -70,12 +90,13 @@ class RecurrentEncoder(nn.Module):
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
                  bidirectional: bool = False, dropout: float = 0.0, residual: bool = False, impl: str = "fused",
-                 variant: str = "vanilla"):
+                 variant: str = "vanilla", forget_bias: float | None = None):
         super().__init__()
         if cell not in RNN_CLASSES:
             raise ValueError(f"cell={cell!r}; allowed: {', '.join(RNN_CLASSES)}")
         rnn_cls = rnn_factory(cell, impl, variant)
         self.cell, self.num_layers, self.bidirectional = cell, num_layers, bidirectional
+        self.impl, self.variant = impl, variant
         self.residual = residual
         self.directions = 2 if bidirectional else 1
         self.output_size = hidden_size * self.directions
@@ -92,6 +113,8 @@ class RecurrentEncoder(nn.Module):
                     rnn_cls(in_size, hidden_size, batch_first=True) for _ in range(self.directions)
                 ))
             self.dropout = nn.Dropout(dropout)
+        if forget_bias is not None:
+            set_forget_bias(self, float(forget_bias))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         mask = padding_mask(lengths, x.size(1)).unsqueeze(-1)  # (batch, time, 1)
@@ -109,6 +132,34 @@ class RecurrentEncoder(nn.Module):
             out = torch.cat(parts, dim=-1) * mask  # (batch, time, hidden * directions)
             x = out + x if self.residual and index > 0 else out
         return x
+
+    @torch.no_grad()
+    def gates(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, list[dict]]:
+        """Every gate's value at every real token (eval mode), recomputed from the equations of
+        rnnlab.models.cells with this encoder's own weights, fused or not: (outputs, as forward() gives them,
+        [{"layer": k, "direction": "forward"|"backward", <gate>: (batch, time, hidden), ...}]), the backward
+        direction's gates put back in word order. Zero at padding."""
+        from rnnlab.models.cells import module_gates
+
+        mask = padding_mask(lengths, x.size(1)).unsqueeze(-1)
+        found = []
+        if self.fused:
+            out, layers = module_gates(self.rnn, self.cell, self.variant, x)
+            found = [{"layer": k, "direction": "forward", **{n: v * mask for n, v in g.items()}}
+                     for k, g in enumerate(layers)]
+            return out * mask, found
+        for index, directions in enumerate(self.layers):
+            forward_out, (values,) = module_gates(directions[0], self.cell, self.variant, x)
+            found.append({"layer": index, "direction": "forward", **{n: v * mask for n, v in values.items()}})
+            parts = [forward_out]
+            if self.bidirectional:
+                backward_out, (values,) = module_gates(directions[1], self.cell, self.variant, reverse_padded(x, lengths))
+                found.append({"layer": index, "direction": "backward",
+                              **{n: reverse_padded(v, lengths) * mask for n, v in values.items()}})
+                parts.append(reverse_padded(backward_out, lengths))
+            out = torch.cat(parts, dim=-1) * mask
+            x = out + x if self.residual and index > 0 else out
+        return x, found
 
     def last_state(self, outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Final state of each direction: forward at position len-1, backward at position 0."""

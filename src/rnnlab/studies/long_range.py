@@ -1,4 +1,4 @@
-"""Long-range dependencies: classify a sequence by its FIRST token after k distractors.
+"""Long-range dependencies: label a sequence by its FIRST token after k distractors.
 
 Sequences: a key token (0 or 1: the label) then k tokens drawn uniformly from 8 distractor symbols. A recurrent
 classifier reads the sequence left to right and answers from its last state, so it must carry one bit across k

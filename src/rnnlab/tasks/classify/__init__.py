@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.config import CELLS, EMBEDDING_MODES, choice, int_in, number_in
+from rnnlab.config import CELL_SCHEMA, EMBEDDING_MODES, choice, int_in, number_in
 from rnnlab.models.choices import POOLINGS
 from rnnlab.tasks.base import Built, TaskFamily
 
@@ -22,7 +22,7 @@ class ClassifyFamily(TaskFamily):
     data_module = "rnnlab.tasks.classify.data"
     data_keys = ("local.text_column", "local.label_column")
     model_schema = {
-        "cell": choice(*CELLS), "pooling": choice(*POOLINGS), "embedding_mode": choice(*EMBEDDING_MODES),
+        **CELL_SCHEMA, "pooling": choice(*POOLINGS), "embedding_mode": choice(*EMBEDDING_MODES),
         "bidirectional": choice(True, False), "residual": choice(True, False),
         "hidden_size": int_in(1, 8192), "num_layers": int_in(1, 16), "dropout": number_in(0.0, 0.95),
         "embedding_dropout": number_in(0.0, 0.95), "word_dropout": number_in(0.0, 0.95),

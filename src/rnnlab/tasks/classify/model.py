@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from rnnlab.data.batching import pad
-from rnnlab.models.encoders import RecurrentEncoder
+from rnnlab.models.encoders import RecurrentEncoder, cell_options
 from rnnlab.models.pooling import AttentionPooling, pool
 
 
@@ -25,7 +25,8 @@ class TextClassifier(nn.Module):
                  dropout: float = 0.3, embedding_dropout: float = 0.0, residual: bool = False,
                  pooling: str = "attention", embedding_mode: str = "finetune",
                  embeddings: np.ndarray | None = None, pad_id: int = 0,
-                 word_dropout: float = 0.0, unk_id: int = 1, contextual: nn.Module | None = None):
+                 word_dropout: float = 0.0, unk_id: int = 1, contextual: nn.Module | None = None,
+                 cell_options: dict | None = None):
         super().__init__()
         self.pooling = pooling
         self.word_dropout, self.pad_id, self.unk_id = word_dropout, pad_id, unk_id
@@ -37,7 +38,8 @@ class TextClassifier(nn.Module):
         # optional contextual features (a frozen biLM's scalar mix, rnnlab.models.bilm), beside the word vectors
         self.contextual = contextual
         width = embedding_dim + (contextual.output_size if contextual is not None else 0)
-        self.encoder = RecurrentEncoder(cell, width, hidden_size, num_layers, bidirectional, dropout, residual)
+        self.encoder = RecurrentEncoder(cell, width, hidden_size, num_layers, bidirectional, dropout, residual,
+                                        **(cell_options or {}))
         size = self.encoder.output_size
         self.attention = AttentionPooling(size) if pooling == "attention" else None
         self.dropout = nn.Dropout(dropout)
@@ -67,5 +69,5 @@ def build_classifier(model_cfg: dict, vocab_size: int, embedding_dim: int, num_c
         dropout=model_cfg["dropout"], embedding_dropout=model_cfg["embedding_dropout"],
         residual=model_cfg["residual"], pooling=model_cfg["pooling"],
         embedding_mode=model_cfg["embedding_mode"], embeddings=embeddings,
-        word_dropout=model_cfg.get("word_dropout", 0.0), contextual=contextual,
+        word_dropout=model_cfg.get("word_dropout", 0.0), contextual=contextual, cell_options=cell_options(model_cfg),
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.config import CELLS, EMBEDDING_MODES, check_group, choice, int_in, number_in
+from rnnlab.config import CELL_SCHEMA, EMBEDDING_MODES, check_group, choice, int_in, number_in
 from rnnlab.errors import ConfigError
 from rnnlab.models.choices import OUTPUT_LAYERS, check_adaptive_cutoffs
 from rnnlab.tasks.base import Built, TaskFamily
@@ -53,7 +53,7 @@ class LanguageModelFamily(TaskFamily):
     data_module = "rnnlab.tasks.lm.data"
     data_keys = ("corpus",)
     model_schema = {
-        "cell": choice(*CELLS), "embedding_mode": choice(*EMBEDDING_MODES), "output_layer": choice(*OUTPUT_LAYERS),
+        **CELL_SCHEMA, "embedding_mode": choice(*EMBEDDING_MODES), "output_layer": choice(*OUTPUT_LAYERS),
         "tie_weights": choice(True, False), "locked_dropout": choice(True, False),
         "embedding_dim": int_in(1, 8192), "hidden_size": int_in(1, 8192), "num_layers": int_in(1, 16),
         "dropout": number_in(0.0, 0.95), "embedding_dropout": number_in(0.0, 0.95),

@@ -13,7 +13,7 @@ from torch import nn
 
 from rnnlab.errors import ConfigError
 from rnnlab.models.choices import check_adaptive_cutoffs
-from rnnlab.models.encoders import RNN_CLASSES
+from rnnlab.models.encoders import cell_options, init_cells, rnn_from_options
 
 State = list  # one entry per layer: (h, c) for an LSTM layer, h otherwise; each h/c is (1, batch, hidden)
 
@@ -45,7 +45,7 @@ class WordLM(nn.Module):
                  cell: str = "lstm", dropout: float = 0.0, embedding_dropout: float = 0.0,
                  locked_dropout: bool = False, tie_weights: bool = False, output_layer: str = "full",
                  adaptive_cutoffs: list[int] | None = None, embeddings: np.ndarray | None = None,
-                 embedding_mode: str = "random"):
+                 embedding_mode: str = "random", cell_options: dict | None = None):
         super().__init__()
         if tie_weights and output_layer != "full":
             raise ConfigError("lm.model.tie_weights=true shares the embedding with a full softmax's output matrix; "
@@ -58,7 +58,7 @@ class WordLM(nn.Module):
                                   f"{vocab_size} x {embedding_dim}")
             self.embedding.weight.data.copy_(torch.as_tensor(embeddings))
             self.embedding.weight.requires_grad_(embedding_mode == "finetune")
-        rnn = RNN_CLASSES[cell]
+        rnn = rnn_from_options(cell, cell_options)
         sizes = [embedding_dim] + [hidden_size] * num_layers
         self.layers = nn.ModuleList(rnn(sizes[i], sizes[i + 1], batch_first=True) for i in range(num_layers))
         drop = LockedDropout if locked_dropout else nn.Dropout
@@ -77,6 +77,7 @@ class WordLM(nn.Module):
             self.decoder = nn.Linear(out_dim, vocab_size)
             if tie_weights:
                 self.decoder.weight = self.embedding.weight
+        init_cells(self, cell_options)
 
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """(features (batch, time, out_dim) that the output layer scores, the state after the last step)."""
@@ -122,4 +123,4 @@ def build_lm(model_cfg: dict, vocab_size: int, embeddings: np.ndarray | None = N
     return WordLM(vocab_size, dim, int(model_cfg["hidden_size"]), int(model_cfg["num_layers"]), model_cfg["cell"],
                   float(model_cfg["dropout"]), float(model_cfg["embedding_dropout"]),
                   bool(model_cfg["locked_dropout"]), bool(model_cfg["tie_weights"]), model_cfg["output_layer"],
-                  list(model_cfg.get("adaptive_cutoffs") or []), embeddings, mode)
+                  list(model_cfg.get("adaptive_cutoffs") or []), embeddings, mode, cell_options(model_cfg))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.config import CELLS, EMBEDDING_MODES, choice, int_in, number_in
+from rnnlab.config import CELL_SCHEMA, EMBEDDING_MODES, choice, int_in, number_in
 from rnnlab.errors import ConfigError
 from rnnlab.tasks.base import Built, TaskFamily
 
@@ -23,7 +23,7 @@ class NerFamily(TaskFamily):
     data_module = "rnnlab.tasks.ner.data"
     data_keys = ("tagging",)
     model_schema = {
-        "cell": choice(*CELLS), "embedding_mode": choice(*EMBEDDING_MODES), "bidirectional": choice(True, False),
+        **CELL_SCHEMA, "embedding_mode": choice(*EMBEDDING_MODES), "bidirectional": choice(True, False),
         "residual": choice(True, False), "hidden_size": int_in(1, 8192), "num_layers": int_in(1, 16),
         "dropout": number_in(0.0, 0.95), "embedding_dropout": number_in(0.0, 0.95),
         "word_dropout": number_in(0.0, 0.95), "output": choice("softmax", "crf"),

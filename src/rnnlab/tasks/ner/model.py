@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from rnnlab.data.batching import pad
-from rnnlab.models.encoders import RecurrentEncoder, padding_mask
+from rnnlab.models.encoders import RecurrentEncoder, cell_options, padding_mask
 
 OUTPUTS = ("softmax", "crf")
 CHAR_ENCODERS = ("cnn", "none")
@@ -64,7 +64,7 @@ class Tagger(nn.Module):
                  embedding_dropout: float = 0.5, word_dropout: float = 0.0, residual: bool = False,
                  embedding_mode: str = "finetune", embeddings: np.ndarray | None = None,
                  char_encoder: str = "cnn", char_cfg: dict | None = None, output: str = "crf",
-                 pad_id: int = 0, unk_id: int = 1):
+                 pad_id: int = 0, unk_id: int = 1, cell_options: dict | None = None):
         super().__init__()
         from rnnlab.models.bilm import char_cnn
         from rnnlab.models.crf import LinearChainCRF, bio_constraints
@@ -78,7 +78,8 @@ class Tagger(nn.Module):
         self.chars = char_cnn(char_cfg or {}) if char_encoder == "cnn" else None
         self.embedding_dropout = nn.Dropout(embedding_dropout)
         width = embedding_dim + (self.chars.output_size if self.chars is not None else 0)
-        self.encoder = RecurrentEncoder(cell, width, hidden_size, num_layers, bidirectional, dropout, residual)
+        self.encoder = RecurrentEncoder(cell, width, hidden_size, num_layers, bidirectional, dropout, residual,
+                                        **(cell_options or {}))
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.encoder.output_size, len(self.tag_names))
         self.crf = LinearChainCRF(len(self.tag_names), bio_constraints(self.tag_names)) if output == "crf" else None
@@ -129,4 +130,5 @@ def build_tagger(model_cfg: dict, vocab_size: int, embedding_dim: int, tag_names
                   model_cfg["num_layers"], model_cfg["bidirectional"], model_cfg["dropout"],
                   model_cfg["embedding_dropout"], model_cfg.get("word_dropout", 0.0), model_cfg["residual"],
                   model_cfg["embedding_mode"], embeddings, model_cfg["char_encoder"],
-                  {k: model_cfg[k] for k in CHAR_KEYS if k in model_cfg}, model_cfg["output"])
+                  {k: model_cfg[k] for k in CHAR_KEYS if k in model_cfg}, model_cfg["output"],
+                  cell_options=cell_options(model_cfg))

@@ -41,7 +41,7 @@ from torch import nn
 
 from rnnlab.models.attention import Attention
 from rnnlab.models.choices import ATTENTIONS, OUTPUT_LAYERS, check_adaptive_cutoffs
-from rnnlab.models.encoders import RNN_CLASSES, RecurrentEncoder, padding_mask, set_forget_bias
+from rnnlab.models.encoders import RecurrentEncoder, padding_mask, rnn_factory, set_forget_bias
 
 PAD_ID = 0
 
@@ -76,7 +76,8 @@ class Seq2Seq(nn.Module):
                  src_embeddings: np.ndarray | None = None, embedding_mode: str = "finetune",
                  context_every_step: bool = True, output_layer: str = "full",
                  adaptive_cutoffs: tuple[int, ...] = (2000,), bridge_with_attention: bool = True,
-                 forget_bias: float | None = None, attention_scaled: bool = False):
+                 forget_bias: float | None = None, attention_scaled: bool = False, cell_impl: str = "fused",
+                 cell_variant: str = "vanilla"):
         super().__init__()
         if attention not in ATTENTIONS:
             raise ValueError(f"attention={attention!r}; allowed: {', '.join(ATTENTIONS)}")
@@ -96,7 +97,7 @@ class Seq2Seq(nn.Module):
             self.src_embedding.weight.data.copy_(torch.as_tensor(src_embeddings))
             self.src_embedding.weight.requires_grad = embedding_mode == "finetune"
         self.encoder = RecurrentEncoder(cell, src_embedding_dim, hidden_size, encoder_layers,
-                                        bidirectional, dropout)
+                                        bidirectional, dropout, impl=cell_impl, variant=cell_variant)
         enc_size = self.encoder.output_size
         states = 2 if cell == "lstm" else 1  # LSTM: hidden and cell state
         self.states = states
@@ -105,8 +106,9 @@ class Seq2Seq(nn.Module):
         self.tgt_embedding = nn.Embedding(tgt_vocab_size, tgt_embedding_dim, padding_idx=PAD_ID)
         decoder_input = tgt_embedding_dim + (hidden_size if input_feeding else 0)
         decoder_input += enc_size if self.context_every_step else 0
-        self.decoder = RNN_CLASSES[cell](decoder_input, hidden_size, decoder_layers, batch_first=True,
-                                         dropout=dropout if decoder_layers > 1 else 0.0)
+        self.decoder = rnn_factory(cell, cell_impl, cell_variant)(decoder_input, hidden_size, decoder_layers,
+                                                                  batch_first=True,
+                                                                  dropout=dropout if decoder_layers > 1 else 0.0)
         if attention != "none":
             self.attention = Attention(attention, hidden_size, enc_size, scaled=attention_scaled)
         if attention != "none" or self.context_every_step:
@@ -265,4 +267,5 @@ def build_seq2seq(model_cfg: dict, src_vocab_size: int, tgt_vocab_size: int, src
         bridge_with_attention=bool(model_cfg.get("bridge_with_attention", True)),  # models from before the key: True
         forget_bias=model_cfg.get("forget_bias"),
         attention_scaled=bool(model_cfg.get("attention_scaled", False)),  # models from before the key: unscaled
+        cell_impl=model_cfg.get("cell_impl", "fused"), cell_variant=model_cfg.get("cell_variant", "vanilla"),
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.config import CELLS, EMBEDDING_MODES, choice, int_in, number_in
+from rnnlab.config import CELL_SCHEMA, EMBEDDING_MODES, choice, int_in, number_in
 from rnnlab.errors import ConfigError
 from rnnlab.models.choices import ATTENTIONS
 from rnnlab.tasks.base import Built, TaskFamily
@@ -30,11 +30,11 @@ class SqlFamily(TaskFamily):
     data_keys = ("text2sql",)
     tokenizer_nodes = ("tokenizer.source", "tokenizer.target")
     model_schema = {
-        "literals": choice(*LITERALS), "cell": choice(*CELLS), "attention": choice(*ATTENTIONS),
+        "literals": choice(*LITERALS), **CELL_SCHEMA, "attention": choice(*ATTENTIONS),
         "embedding_mode": choice(*EMBEDDING_MODES), "output_layer": choice("full"),
         "bidirectional": choice(True, False), "input_feeding": choice(True, False),
         "context_every_step": choice(True, False), "bridge_with_attention": choice(True, False),
-        "attention_scaled": choice(True, False), "forget_bias": number_in(-10.0, 10.0, optional=True),
+        "attention_scaled": choice(True, False),
         "hidden_size": int_in(1, 8192), "dropout": number_in(0.0, 0.95),
         "encoder_layers": int_in(1, 16), "decoder_layers": int_in(1, 16), "tgt_embedding_dim": int_in(1, 8192),
         "teacher_forcing": number_in(0.0, 1.0), "teacher_forcing_final": number_in(0.0, 1.0, optional=True),
