@@ -301,3 +301,64 @@ def test_neighbours_of_a_model_without_contextual_features_come_from_its_word_ve
     sims[[0, 1, film]] = -2
     assert view["static"][0][0] == loaded.tokenizer.id_to_token(int(sims.argmax()))
     assert "has no contextual features" in neighbours_html(view)
+
+
+def _without_gates(folder: Path, dest: Path) -> Path:
+    """A copy of a classifier folder whose encoder is a plain RNN (fresh weights): a model without gates."""
+    from rnnlab.tasks.classify.model import build_classifier
+
+    shutil.copytree(folder, dest)
+    info = json.loads((dest / "model.json").read_text(encoding="utf-8"))
+    info["model"]["cell"] = "rnn"
+    (dest / "model.json").write_text(json.dumps(info), encoding="utf-8")
+    model = build_classifier(info["model"], info["vocab_size"], info["embedding_dim"], len(info["label_names"]))
+    torch.save(model.state_dict(), dest / "model.pt")
+    return dest
+
+
+def test_the_gates_section_shows_each_gates_mean_per_word_and_says_when_a_model_has_none(trained_project, tmp_path):
+    import re
+
+    import numpy as np
+
+    from rnnlab.explorer.app import build_app
+    from rnnlab.explorer.models import FamilyModels, ModelRef
+    from rnnlab.tasks.classify.evaluate import load_classifier
+    from rnnlab.tasks.classify.explorer_tab import gated_labels
+    from rnnlab.tasks.classify.gates import sentence_gates
+
+    lstm = next((trained_project / "models/classify").glob("*/lstm-attention"))
+    rnn = _without_gates(lstm, tmp_path / "rnn-attention")
+    found = FamilyModels("classify", "tiny", [ModelRef("classify", "rnn-attention", rnn),
+                                              ModelRef("classify", "lstm-attention", lstm)])
+    assert gated_labels(found) == ["lstm-attention"]  # the section's model list: LSTM and GRU models only
+
+    def route(models):  # the page's `gates` API route, as the button calls it
+        app = build_app({"classify": models})
+        return next(fn.fn for fn in app.fns.values() if fn.api_name == "gates")
+
+    gates = route(found)
+    status, figure, table = gates("a great film", "lstm-attention")
+    view = sentence_gates(load_classifier(lstm), "a great film")
+    assert status == "" and view["words"] == ["a", "great", "film"]
+    assert re.findall(r'<th class="rnnlab-gate-word">(.*?)</th>', table) == view["words"]  # a column per word
+    rows = re.findall(r'<tr data-gate="(\w+)" data-layer="(\d+)" data-direction="(\w+)">(.*?)</tr>', table)
+    expected = [(gate, entry["layer"], entry["direction"], values.mean(1)) for entry in view["layers"]
+                for gate, values in entry["gates"].items()]
+    assert [(g, int(l), d) for g, l, d, _ in rows] == [(g, l, d) for g, l, d, _ in expected]
+    assert {g for g, *_ in rows} == {"input", "forget", "output"}
+    for (*_, cells), (*_, means) in zip(rows, expected):
+        assert np.allclose([float(v) for v in re.findall(r'data-value="([\d.]+)"', cells)], means, atol=1e-6)
+    # the heatmaps: a heatmap and a mean line per gate and direction, the words under each column
+    heatmaps = [ax for ax in figure.axes if ax.images and ax.get_label() != "<colorbar>"]
+    assert len(heatmaps) == len(expected) and all(ax.images[0].get_array().shape == (m.size and
+               view["layers"][0]["gates"]["input"].shape[1], 3) for ax, m in zip(heatmaps, [e[3] for e in expected]))
+    labelled = [ax for ax in heatmaps if [t.get_text() for t in ax.get_xticklabels()] == view["words"]]
+    assert len(labelled) == len(view["layers"])
+    # a model without gates, an empty sentence, no model: a message in the page, never a traceback
+    message, figure, table = gates("a great film", "rnn-attention")
+    assert "encoder is 'rnn': only LSTM and GRU cells have gates" in message and figure is None and table == ""
+    assert "empty input" in gates("   ", "lstm-attention")[0]
+    assert "pick an LSTM or GRU model" in gates("a great film", None)[0]
+    only_rnn = route(FamilyModels("classify", "tiny", [ModelRef("classify", "rnn-attention", rnn)]))
+    assert "none of the classification models has gates" in only_rnn("a great film", None)[0]

@@ -9,6 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.config import CELL_SCHEMA, EMBEDDING_MODES, choice, int_in, number_in
+from rnnlab.errors import ConfigError
 from rnnlab.models.choices import POOLINGS
 from rnnlab.tasks.base import Built, TaskFamily
 
@@ -26,8 +27,17 @@ class ClassifyFamily(TaskFamily):
         "bidirectional": choice(True, False), "residual": choice(True, False),
         "hidden_size": int_in(1, 8192), "num_layers": int_in(1, 16), "dropout": number_in(0.0, 0.95),
         "embedding_dropout": number_in(0.0, 0.95), "word_dropout": number_in(0.0, 0.95),
-        "contextual": choice("none", "elmo"), "contextual_dropout": number_in(0.0, 0.95),
+        "contextual": choice("none", "elmo"), "encoder": choice("recurrent", "bag"), "contextual_dropout": number_in(0.0, 0.95),
     }
+
+    def validate(self, cfg: DictConfig) -> None:
+        model = cfg.model
+        if model.encoder == "bag" and model.pooling == "last":
+            raise ConfigError("classify.model.encoder=bag has no last state (no recurrence): set "
+                              "classify.model.pooling to mean, max or attention")
+        if model.encoder == "bag" and model.contextual != "none":
+            raise ConfigError("classify.model.encoder=bag with contextual=elmo is no bag of words: the biLM's "
+                              "features depend on word order. Set classify.model.contextual=none")
 
     def build(self, cfg: DictConfig) -> Built:
         from rnnlab.data.prepare import embeddings_dir, load_matrix, tokenized_dir

@@ -1,13 +1,17 @@
 """The classification tab: the label, the class probabilities and, for attention pooling, each word shaded
-by its attention weight; and a word's nearest neighbours by its own (GloVe) vector and, for a model with
-contextual features, by its contextual vector in the sentence."""
+by its attention weight; a word's nearest neighbours by its own (GloVe) vector and, for a model with
+contextual features, by its contextual vector in the sentence; and, for an LSTM or GRU model, each gate's
+values over the words of the sentence (a heatmap per layer and direction, and a table of the means)."""
 
 from __future__ import annotations
 
 import html
 
+from rnnlab.errors import DataError
 from rnnlab.explorer.html import message, shaded_words
 from rnnlab.explorer.tab import Tab, guarded
+
+GATED_CELLS = ("lstm", "gru")  # the cells with gates (rnnlab.models.cells.GATE_NAMES)
 
 
 def classify_view(model, text: str) -> dict:
@@ -39,6 +43,58 @@ def neighbours_html(view: dict) -> str:
                   '<table id="classify-neighbours-contextual"><tr><th>word</th><th>in the sentence</th>'
                   f"<th>cosine</th></tr>{rows}</table>"]
     return "".join(parts) + "</div>"
+
+
+def gated_labels(models) -> list[str]:
+    """The labels of `models` (FamilyModels) whose encoder is an LSTM or a GRU, from each folder's model.json
+    (nothing loaded); a folder whose model.json cannot be read is left out."""
+    from rnnlab.io import read_json
+
+    labels = []
+    for ref in models.models:
+        try:
+            model = read_json(ref.path / "model.json").get("model") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        if model.get("cell") in GATED_CELLS and model.get("encoder", "recurrent") == "recurrent":
+            labels.append(ref.label)
+    return labels
+
+
+def gates_table(view: dict) -> str:
+    """The mean of each gate over its units at each word (`sentence_gates`' view) as an HTML table: a row per
+    gate, layer and direction, a column per word; each cell's exact mean in `data-value`, shaded by it."""
+    words = view["words"]
+    head = "".join(f'<th class="rnnlab-gate-word">{html.escape(w)}</th>' for w in words)
+    rows = []
+    for entry in view["layers"]:
+        for gate, values in entry["gates"].items():
+            cells = "".join(f'<td data-value="{m:.6f}" style="background: rgba(33, 145, 140, {m:.2f}); '
+                            f'text-align: right">{m:.2f}</td>' for m in values.mean(1))
+            rows.append(f'<tr data-gate="{gate}" data-layer="{entry["layer"]}" data-direction="{entry["direction"]}">'
+                        f"<td>{gate}</td><td>{entry['layer']}</td><td>{entry['direction']}</td>{cells}</tr>")
+    units = view["layers"][0]["gates"][next(iter(view["layers"][0]["gates"]))].shape[1]
+    return (f'<div style="overflow-x: auto"><table class="rnnlab-gates" style="font-size: 0.85em"><caption>Mean of '
+            f"each gate over its {units} units at each word (0 closed, 1 open)</caption><thead><tr><th>gate</th>"
+            f"<th>layer</th><th>direction</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
+
+
+def gates_answer(loaded, text: str) -> tuple[str, object, str]:
+    """What the gates section shows for `text` with a loaded Classifier: (a note or "", the heatmaps, the table
+    of means). An RNN-cell model, an empty text or one without a known word: a DataError."""
+    from rnnlab.data.tokenizer import UNK
+    from rnnlab.tasks.classify.gates import gates_figure, sentence_gates
+
+    view = sentence_gates(loaded, text)
+    notes = []
+    total = len(loaded.tokenizer.encode(text.strip(), add_special_tokens=False).ids)
+    if total > len(view["words"]):
+        notes.append(f"the input has {total} tokens; the model reads at most {len(view['words'])}: the gates of "
+                     "the first ones")
+    unknown = sum(w == UNK for w in view["words"])
+    if unknown:
+        notes.append(f"{unknown} word(s) not in the model's vocabulary, shown as {UNK}")
+    return (message("; ".join(notes), "note") if notes else ""), gates_figure(view), gates_table(view)
 
 
 class ClassifyTab(Tab):
@@ -88,8 +144,65 @@ class ClassifyTab(Tab):
         near_handler = guarded(neighbours, ("", ""), 0)
         near.click(near_handler, [text, word, choice], [near_status, table], api_name="neighbours")
 
+        self._build_gates(gr, models, cache, text)
+
+    def _build_gates(self, gr, models, cache, text) -> None:
+        """The gates section: the tab's sentence through an LSTM or GRU model, each gate over the words."""
+        from rnnlab.tasks.classify.gates import GATE_MEANING
+
+        gated = gated_labels(models)
+        with gr.Accordion("Gates: each gate's values over the words (LSTM and GRU models)", open=False,
+                          elem_id="classify-gates"):
+            gr.Markdown("The sentence above through the model's cells: for each layer and direction, every gate's "
+                        "value (0 closed, 1 open) for each hidden unit at each word, and its mean over the units. "
+                        + "; ".join(f"**{gate}**: {meaning}" for gate, meaning in GATE_MEANING.items()) + ".")
+            with gr.Row():
+                choice = gr.Dropdown(gated, value=gated[0] if gated else None, label="LSTM or GRU model", scale=3,
+                                     elem_id="classify-gates-model")
+                run = gr.Button("Show the gates", scale=1, elem_id="classify-gates-run")
+            none = ("none of the classification models has gates (their cells are plain RNNs or a bag of words): "
+                    "train an LSTM or GRU model (classify.model.cell=lstm or gru) to see them")
+            status = gr.HTML(message(none, "note") if not gated else "", elem_id="classify-gates-status")
+            plot = gr.Plot(label="Gates over the words", elem_id="classify-gates-plot")
+            means = gr.HTML(elem_id="classify-gates-table")
+
+        def gates(sentence: str, model_label: str | None):
+            if not model_label:
+                raise DataError(none if not gated else "pick an LSTM or GRU model")
+            return gates_answer(cache.get(models.find(model_label)), sentence)
+
+        run.click(guarded(gates, ("", None, ""), 0), [text, choice], [status, plot, means], api_name="gates")
+
     def exercise(self, page, text: str) -> dict:
         page.type_and_run(self.prefix, text)
         words = page.wait(f"#{self.prefix}-shading span.rnnlab-word", "the shaded words")
-        return {"label": page.find(f"#{self.prefix}-label").text,
-                "words": [(w.text, float(w.get_attribute("data-weight"))) for w in words]}
+        facts = {"label": page.find(f"#{self.prefix}-label").text,
+                 "words": [(w.text, float(w.get_attribute("data-weight"))) for w in words]}
+        facts["gates"] = self.exercise_gates(page)
+        page.driver.execute_script("window.scrollTo(0, 0)")  # the tab's screenshot shows its top, as before
+        return facts
+
+    def exercise_gates(self, page) -> dict:
+        """Open the gates section, press its button (the sentence in the tab's box, the section's first model)
+        and read what it shows: {"words": the table's columns, "rows": [{"gate", "layer", "direction", "means":
+        per word}], "plot": the heatmap's size, "screenshot"}; or {"message": ...} when the page answers with
+        one (no LSTM or GRU model)."""
+        from selenium.webdriver.common.by import By
+
+        prefix = self.prefix
+        if not page.driver.find_elements(By.CSS_SELECTOR, f"#{prefix}-gates-run"):  # closed: its content not drawn yet
+            page.find(f"#{prefix}-gates button.label-wrap").click()
+        page.wait(f"#{prefix}-gates-run", "the gates button")[0].click()
+        shown = page.wait(f"#{prefix}-gates-table tr[data-gate], #{prefix}-gates-status .rnnlab-error",
+                          "the table of gate means or a message")
+        if shown[0].tag_name != "tr":
+            return {"message": shown[0].text}
+        plot = page.wait(f"#{prefix}-gates-plot img", "the gates heatmap")[0]
+        page.driver.execute_script("arguments[0].scrollIntoView()", plot)
+        words = page.driver.find_elements(By.CSS_SELECTOR, f"#{prefix}-gates-table th.rnnlab-gate-word")
+        rows = [{"gate": r.get_attribute("data-gate"), "layer": int(r.get_attribute("data-layer")),
+                 "direction": r.get_attribute("data-direction"),
+                 "means": [float(c.get_attribute("data-value")) for c in r.find_elements(By.CSS_SELECTOR, "td[data-value]")]}
+                for r in shown]
+        return {"words": [w.text for w in words], "rows": rows, "plot": plot.size,
+                "screenshot": page.shot(f"explorer-{self.family}-gates.png")}

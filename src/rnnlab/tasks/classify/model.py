@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from rnnlab.data.batching import pad
-from rnnlab.models.encoders import RecurrentEncoder, cell_options
+from rnnlab.errors import ConfigError
+from rnnlab.models.encoders import RecurrentEncoder, cell_options, padding_mask
 from rnnlab.models.pooling import AttentionPooling, pool
 
 
@@ -19,6 +20,20 @@ def collate(items) -> dict[str, torch.Tensor]:
             "labels": torch.tensor(labels, dtype=torch.long), "index": torch.tensor(index, dtype=torch.long)}
 
 
+class BagEncoder(nn.Module):
+    """The no-recurrence baseline (`encoder: bag`): each word vector alone through one tanh layer, no state
+    carried between words. With mean, max or attention pooling the classifier sees a bag of words: shuffling
+    a sentence cannot change its answer (Iyyer et al. 2015's deep averaging network is the same idea)."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.layer = nn.Linear(input_size, hidden_size)
+        self.output_size, self.cell, self.bidirectional = hidden_size, "bag", False
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.layer(x)) * padding_mask(lengths, x.size(1)).unsqueeze(-1)
+
+
 class TextClassifier(nn.Module):
     def __init__(self, vocab_size: int, embedding_dim: int, num_classes: int, cell: str = "lstm",
                  hidden_size: int = 128, num_layers: int = 1, bidirectional: bool = True,
@@ -26,8 +41,11 @@ class TextClassifier(nn.Module):
                  pooling: str = "attention", embedding_mode: str = "finetune",
                  embeddings: np.ndarray | None = None, pad_id: int = 0,
                  word_dropout: float = 0.0, unk_id: int = 1, contextual: nn.Module | None = None,
-                 cell_options: dict | None = None):
+                 cell_options: dict | None = None, encoder: str = "recurrent"):
         super().__init__()
+        if encoder == "bag" and pooling == "last":
+            raise ConfigError("classify.model.encoder=bag has no last state (no recurrence): pool with mean, max or "
+                              "attention")
         self.pooling = pooling
         self.word_dropout, self.pad_id, self.unk_id = word_dropout, pad_id, unk_id
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
@@ -38,8 +56,9 @@ class TextClassifier(nn.Module):
         # optional contextual features (a frozen biLM's scalar mix, rnnlab.models.bilm), beside the word vectors
         self.contextual = contextual
         width = embedding_dim + (contextual.output_size if contextual is not None else 0)
-        self.encoder = RecurrentEncoder(cell, width, hidden_size, num_layers, bidirectional, dropout, residual,
-                                        **(cell_options or {}))
+        self.encoder = BagEncoder(width, hidden_size) if encoder == "bag" else \
+            RecurrentEncoder(cell, width, hidden_size, num_layers, bidirectional, dropout, residual,
+                             **(cell_options or {}))
         size = self.encoder.output_size
         self.attention = AttentionPooling(size) if pooling == "attention" else None
         self.dropout = nn.Dropout(dropout)
@@ -50,13 +69,17 @@ class TextClassifier(nn.Module):
         if self.training and self.word_dropout > 0:  # replace random real tokens by <unk>
             drop = (torch.rand(ids.shape, device=ids.device) < self.word_dropout) & (ids != self.pad_id)
             ids = ids.masked_fill(drop, self.unk_id)
-        x = self.embedding_dropout(self.embedding(ids))  # (batch, time, emb)
-        if self.contextual is not None:  # (batch, time, emb + 2 * biLM hidden)
-            x = torch.cat([x, self.contextual(ids, lengths)], -1)
-        outputs = self.encoder(x, lengths)  # (batch, time, hidden * directions)
+        outputs = self.encoder(self.encoder_inputs(ids, lengths), lengths)  # (batch, time, hidden * directions)
         pooled, weights = pool(self.pooling, outputs, lengths, self.encoder, self.attention)
         logits = self.head(self.dropout(pooled))  # (batch, classes)
         return (logits, weights) if return_attention else logits
+
+    def encoder_inputs(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """What the encoder reads: the word vectors (batch, time, emb) [; the contextual features]."""
+        x = self.embedding_dropout(self.embedding(ids))
+        if self.contextual is not None:  # (batch, time, emb + 2 * biLM hidden)
+            x = torch.cat([x, self.contextual(ids, lengths)], -1)
+        return x
 
 
 def build_classifier(model_cfg: dict, vocab_size: int, embedding_dim: int, num_classes: int,
@@ -70,4 +93,5 @@ def build_classifier(model_cfg: dict, vocab_size: int, embedding_dim: int, num_c
         residual=model_cfg["residual"], pooling=model_cfg["pooling"],
         embedding_mode=model_cfg["embedding_mode"], embeddings=embeddings,
         word_dropout=model_cfg.get("word_dropout", 0.0), contextual=contextual, cell_options=cell_options(model_cfg),
+        encoder=model_cfg.get("encoder", "recurrent"),  # models from before the key: recurrent
     )

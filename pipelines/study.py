@@ -1,0 +1,31 @@
+"""DVC stages `<family>_<study>`: one of a family's studies over its trained models (the `STUDIES` of
+rnnlab/tasks/<family>/studies.py), named first:
+
+    python pipelines/study.py word_order --params params.yaml family=classify     (under DVC)
+    python pipelines/study.py gates family=classify                               (Hydra, interactive)
+"""
+
+import importlib
+import sys
+
+from omegaconf import DictConfig
+
+from rnnlab.config import cli
+from rnnlab.errors import ConfigError
+
+
+def study(cfg: DictConfig, name: str | None) -> None:
+    try:
+        studies = importlib.import_module(f"rnnlab.tasks.{cfg.family}.studies").STUDIES
+    except ModuleNotFoundError:
+        raise ConfigError(f"family {cfg.family!r} has no studies (rnnlab/tasks/{cfg.family}/studies.py)") from None
+    if name not in studies:
+        raise ConfigError(f"study {name!r}: the {cfg.family} family's studies are {', '.join(studies)}; name one "
+                          f"first, e.g. `python pipelines/study.py {next(iter(studies))} family={cfg.family}`")
+    studies[name](cfg)
+
+
+if __name__ == "__main__":
+    named = len(sys.argv) > 1 and not sys.argv[1].startswith("-") and "=" not in sys.argv[1]
+    chosen = sys.argv.pop(1) if named else None
+    cli(lambda cfg: study(cfg, chosen), "study")
