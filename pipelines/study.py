@@ -15,9 +15,12 @@ from rnnlab.errors import ConfigError
 
 
 def study(cfg: DictConfig, name: str | None) -> None:
+    module = f"rnnlab.tasks.{cfg.family}.studies"
     try:
-        studies = importlib.import_module(f"rnnlab.tasks.{cfg.family}.studies").STUDIES
-    except ModuleNotFoundError:
+        studies = importlib.import_module(module).STUDIES
+    except ModuleNotFoundError as err:
+        if err.name != module:  # the studies exist but something they import does not
+            raise
         raise ConfigError(f"family {cfg.family!r} has no studies (rnnlab/tasks/{cfg.family}/studies.py)") from None
     if name not in studies:
         raise ConfigError(f"study {name!r}: the {cfg.family} family's studies are {', '.join(studies)}; name one "

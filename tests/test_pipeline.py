@@ -89,6 +89,17 @@ def test_dvc_repro_on_tiny_data_then_nothing_to_do_then_experiments_under_load(t
     report = (work / "reports/classify/tiny.md").read_text()
     assert all(f"| {variant} |" in report for variant in CLASSIFY_VARIANTS)
     assert (work / "reports/classify/tiny.png").is_file()
+    # the studies: the bag-of-words baseline cannot see order (shuffling changes none of its answers), the
+    # recurrent models are scored on both; the gate statistics of both gated models, and their heatmaps
+    order = json.loads((work / "metrics/classify_studies/tiny/word_order.json").read_text())
+    assert set(order) == {*CLASSIFY_VARIANTS, "bag-mean"}
+    assert order["bag-mean"]["drop"] == 0 and order["bag-mean"]["changed"] == 0 and order["bag-mean"]["p"] == 1
+    assert all(0 <= order[v]["accuracy_shuffled"] <= 1 for v in CLASSIFY_VARIANTS)
+    assert "| bag-mean (no recurrence) |" in (work / "reports/classify/tiny-word_order.md").read_text()
+    gates = json.loads((work / "metrics/classify_studies/tiny/gates.json").read_text())
+    assert {k.split("/")[2] for k in gates} == {"input", "forget", "output", "reset", "update"}
+    assert all(0 <= g["closed"] + g["open"] <= 1 for g in gates.values())
+    assert all((work / f"reports/classify/tiny-gates/{v}.png").stat().st_size > 1000 for v in CLASSIFY_VARIANTS)
 
     # Every training run is in MLflow with params, tags, per-epoch metrics and test metrics.
     from mlflow.tracking import MlflowClient
