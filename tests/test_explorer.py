@@ -199,6 +199,7 @@ def test_the_registry_champion_comes_first_and_a_registered_version_can_be_named
 def test_the_page_in_a_browser_shows_every_tab_at_work_and_listens_on_loopback_only(trained_project, tmp_path):
     import psutil
 
+    import rnnlab
     from rnnlab.explorer.browser import check_page
     from rnnlab.tracking.dashboard import browser_missing
 
@@ -209,8 +210,11 @@ def test_the_page_in_a_browser_shows_every_tab_at_work_and_listens_on_loopback_o
         pytest.skip(problem)
     port = _free_port()
     log = (tmp_path / "explore.log").open("w")
+    # the server runs the rnnlab this test imports (a relative PYTHONPATH=src would not hold in the project folder)
+    code = str(Path(rnnlab.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([code, *filter(None, [os.environ.get("PYTHONPATH")])])}
     server = subprocess.Popen([sys.executable, str(ROOT / "pipelines/explore.py"), "--port", str(port)],
-                              cwd=trained_project, stdout=log, stderr=subprocess.STDOUT)
+                              cwd=trained_project, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and "serving on" not in (tmp_path / "explore.log").read_text():
@@ -234,6 +238,18 @@ def test_the_page_in_a_browser_shows_every_tab_at_work_and_listens_on_loopback_o
     words = facts["classify"]["words"]
     assert [w for w, _ in words] == ["a", "great", "film"]
     assert sum(weight for _, weight in words) == pytest.approx(1.0, abs=0.01)
+    # its gates section: a column per word, a row per gate and direction holding sentence_gates' means, the heatmaps
+    from rnnlab.tasks.classify.evaluate import load_classifier
+    from rnnlab.tasks.classify.gates import sentence_gates
+
+    gates = facts["classify"]["gates"]
+    view = sentence_gates(load_classifier(next((trained_project / "models/classify").glob("*/lstm-attention"))),
+                          "a great film")
+    assert gates["words"] == ["a", "great", "film"]
+    assert [(r["gate"], r["layer"], r["direction"], pytest.approx(r["means"], abs=1e-5)) for r in gates["rows"]] == \
+        [(g, e["layer"], e["direction"], list(v.mean(1))) for e in view["layers"] for g, v in e["gates"].items()]
+    assert gates["plot"]["width"] > 300 and gates["plot"]["height"] > 300
+    assert gates["screenshot"].stat().st_size > 20_000
     assert facts["bad_input"].startswith("empty input")
     # translation: an output, the n-best table and a drawn heatmap
     assert facts["seq2seq"]["greedy"] and "rank" in facts["seq2seq"]["n_best"]
@@ -318,11 +334,13 @@ def _without_gates(folder: Path, dest: Path) -> Path:
 
 def test_the_gates_section_shows_each_gates_mean_per_word_and_says_when_a_model_has_none(trained_project, tmp_path):
     import re
+    import warnings
 
     import numpy as np
 
     from rnnlab.explorer.app import build_app
     from rnnlab.explorer.models import FamilyModels, ModelRef
+    from rnnlab.reporting.figures import save_figure
     from rnnlab.tasks.classify.evaluate import load_classifier
     from rnnlab.tasks.classify.explorer_tab import gated_labels
     from rnnlab.tasks.classify.gates import sentence_gates
@@ -355,6 +373,10 @@ def test_the_gates_section_shows_each_gates_mean_per_word_and_says_when_a_model_
     assert len(heatmaps) == len(expected) and all(ax.images[0].get_array().shape == (units, 3) for ax in heatmaps)
     labelled = [ax for ax in heatmaps if [t.get_text() for t in ax.get_xticklabels()] == view["words"]]
     assert len(labelled) == len(view["layers"])
+    with warnings.catch_warnings():  # saved as the classify_gates study stage does (its tight_layout): no warning
+        warnings.simplefilter("error", UserWarning)
+        save_figure(figure, tmp_path / "gates.png")
+    assert (tmp_path / "gates.png").stat().st_size > 10_000
     # a model without gates, an empty sentence, no model: a message in the page, never a traceback
     message, figure, table = gates("a great film", "rnn-attention")
     assert "encoder is &#x27;rnn&#x27;: only LSTM and GRU cells have gates" in message

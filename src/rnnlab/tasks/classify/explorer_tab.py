@@ -190,8 +190,8 @@ class ClassifyTab(Tab):
         from selenium.webdriver.common.by import By
 
         prefix = self.prefix
-        if not page.driver.find_elements(By.CSS_SELECTOR, f"#{prefix}-gates-run"):  # closed: its content not drawn yet
-            page.find(f"#{prefix}-gates button.label-wrap").click()
+        if not page.driver.find_elements(By.CSS_SELECTOR, f"#{prefix}-gates-run"):  # closed: content not drawn yet
+            page.wait(f"#{prefix}-gates button.label-wrap", "the gates section")[0].click()
         page.wait(f"#{prefix}-gates-run", "the gates button")[0].click()
         shown = page.wait(f"#{prefix}-gates-table tr[data-gate], #{prefix}-gates-status .rnnlab-error",
                           "the table of gate means or a message")
@@ -202,7 +202,7 @@ class ClassifyTab(Tab):
         words = page.driver.find_elements(By.CSS_SELECTOR, f"#{prefix}-gates-table th.rnnlab-gate-word")
         rows = [{"gate": r.get_attribute("data-gate"), "layer": int(r.get_attribute("data-layer")),
                  "direction": r.get_attribute("data-direction"),
-                 "means": [float(c.get_attribute("data-value")) for c in r.find_elements(By.CSS_SELECTOR, "td[data-value]")]}
-                for r in shown]
+                 "means": [float(c.get_attribute("data-value"))
+                           for c in r.find_elements(By.CSS_SELECTOR, "td[data-value]")]} for r in shown]
         return {"words": [w.text for w in words], "rows": rows, "plot": plot.size,
                 "screenshot": page.shot(f"explorer-{self.family}-gates.png")}

@@ -56,7 +56,8 @@ def gates_figure(view: dict, title: str = ""):
     to 1 (open, light), under a line of the gate's mean over the units at each word. The colour bar (0-1) and
     the title on top, the words under each column, what each gate does on the right. Laid out with
     tight_layout (a plain Figure, nothing kept by pyplot; `save_figure`'s own tight_layout changes nothing).
-    Readable for 1 to 60 words and any number of units."""
+    The figure widens with the sentence (about 0.22 inch a word and direction): made for 1 to 30 or so words, any
+    number of units and layers."""
     import textwrap
 
     import matplotlib
@@ -98,8 +99,8 @@ def gates_figure(view: dict, title: str = ""):
             top.set_yticks([0.0, 1.0], ["0", "1"] if col == 0 else [], fontsize=6)
             top.set_xlim(-0.5, len(words) - 0.5)
             top.tick_params(axis="x", bottom=False, labelbottom=False)
-            for side in ("top", "right"):
-                top.spines[side].set_visible(False)
+            for spine in ("top", "right"):
+                top.spines[spine].set_visible(False)
             if row == 0:
                 reads = "left to right" if direction == "forward" else "right to left"
                 top.set_title(f"{direction} (reads {reads})", fontsize=9)
