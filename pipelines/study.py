@@ -1,8 +1,8 @@
 """DVC stages `<family>_<study>`: one of a family's studies over its trained models (the `STUDIES` of
-rnnlab/tasks/<family>/studies.py), named first:
+rnnlab/tasks/<family>/studies.py), named first, then the stage's usual arguments:
 
-    python pipelines/study.py word_order --params params.yaml family=classify     (under DVC)
-    python pipelines/study.py gates family=classify                               (Hydra, interactive)
+    python pipelines/study.py <study> --params params.yaml family=<family>     (under DVC)
+    python pipelines/study.py <study> family=<family>                          (Hydra, interactive)
 """
 
 import importlib

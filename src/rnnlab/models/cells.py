@@ -7,6 +7,8 @@ loads into it unchanged and both compute the same function (tests/test_cells.py 
 states and gradients equal for several layers). `Stacked` runs a cell over time and layers with the fused
 modules' interface (batch_first, dropout between layers, `forward(x, state) -> (outputs, state)`), so the
 encoders and decoders use either implementation unchanged.
+The loops take the input's time steps with `unbind` (one view each), not `xw[:, t]`, whose backward writes a
+zero-filled copy of all of xw at every step: quadratic in the length.
 
 Variants (Greff et al. 2017, "LSTM: a search space odyssey"; Jozefowicz et al. 2015) are options of the
 cell, each a change to one equation; `CELL_VARIANTS` lists the allowed ones per cell.
@@ -41,8 +43,8 @@ def _variant_code(cell: str, variant: str) -> int:
 def rnn_layer(xw: torch.Tensor, h: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor):
     """Elman RNN over time:  h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)   (xw holds W_ih x_t + b_ih)."""
     outputs = []
-    for t in range(xw.size(1)):
-        h = torch.tanh(xw[:, t] + torch.mm(h, w_hh.t()) + b_hh)
+    for x_t in xw.unbind(1):
+        h = torch.tanh(x_t + torch.mm(h, w_hh.t()) + b_hh)
         outputs.append(h)
     return torch.stack(outputs, 1), h
 
@@ -63,8 +65,8 @@ def lstm_layer(xw: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w_hh: torch.T
     (o = 1), 4 coupled (f = 1 - i), 5 no_output_activation (h = o * c), 6 peepholes (i and f also read
     c_{t-1}, o reads c_t, through the diagonal weights peephole[0..2]: Gers & Schmidhuber 2000)."""
     outputs = []
-    for t in range(xw.size(1)):
-        i, f, g, o = (xw[:, t] + torch.mm(h, w_hh.t()) + b_hh).chunk(4, 1)
+    for x_t in xw.unbind(1):
+        i, f, g, o = (x_t + torch.mm(h, w_hh.t()) + b_hh).chunk(4, 1)
         if variant == 6:
             i = i + peephole[0] * c
             f = f + peephole[1] * c
@@ -95,8 +97,8 @@ def gru_layer(xw: torch.Tensor, h: torch.Tensor, w_hh: torch.Tensor, b_hh: torch
 
     variant (GRU_VARIANTS' index): 1 no_reset_gate (r = 1), 2 no_update_gate (z = 0: h_t = n_t)."""
     outputs = []
-    for t in range(xw.size(1)):
-        xr, xz, xn = xw[:, t].chunk(3, 1)
+    for x_t in xw.unbind(1):
+        xr, xz, xn = x_t.chunk(3, 1)
         hr, hz, hn = (torch.mm(h, w_hh.t()) + b_hh).chunk(3, 1)
         r = torch.ones_like(xr) if variant == 1 else torch.sigmoid(xr + hr)
         n = torch.tanh(xn + r * hn)
