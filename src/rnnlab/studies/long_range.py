@@ -40,8 +40,9 @@ PROBE_SIZE = 128  # sequences of the gradient probe
 CHANCE = 0.5
 
 # The default study (python -m rnnlab.studies.long_range): see TUNING for how the budget was chosen.
-DEFAULT_ARMS = ["rnn", "lstm", "gru", "lstm:no_forget_gate", "lstm:coupled", "lstm:forget_bias_1",
-                "gru:no_update_gate"]
+DEFAULT_ARMS = ["rnn", "lstm", "gru", "lstm:no_forget_gate", "lstm:no_input_gate", "lstm:no_output_gate",
+                "lstm:coupled", "lstm:no_output_activation", "lstm:peepholes", "lstm:forget_bias_1",
+                "gru:no_reset_gate", "gru:no_update_gate"]
 DEFAULT_LENGTHS = [5, 10, 20, 50, 100]
 DEFAULT_SEEDS = [0, 1, 2]
 DEFAULTS = {"steps": 200, "batch_size": 32, "hidden": 32, "lr": 0.01, "test_size": 1000}
