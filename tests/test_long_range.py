@@ -256,3 +256,24 @@ def test_a_successful_run_replaces_an_existing_out_dir(tmp_path):
     lr.run_study(out, **SMALL)
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_the_stage_script_runs_the_study_of_params_yaml_and_refuses_a_file_without_it(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    params = tmp_path / "params.yaml"
+    params.write_text(f"paths: {{reports: {tmp_path / 'reports'}}}\nlong_range: {{arms: [rnn], lengths: [3], "
+                      "seeds: [0], steps: 3, batch_size: 8, hidden: 4, lr: 0.01, test_size: 16}\n")
+    script = str(ROOT / "pipelines/long_range.py")
+    done = subprocess.run([sys.executable, script, "--params", str(params), "long_range.steps=4"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "reports/studies/long_range/results.json").read_text())
+    assert results["settings"]["steps"] == 4 and list(results["arms"]) == ["rnn"]
+    params.write_text("paths: {reports: r}\n")
+    refused = subprocess.run([sys.executable, script, "--params", str(params)], capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode == 2 and "has no long_range node" in refused.stderr

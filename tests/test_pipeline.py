@@ -19,7 +19,9 @@ from conftest import ROOT, run_cmd
 # unit-tested in test_models.py and test_seq2seq.py).
 GRID = ["classify.grid.cell=[lstm,gru]", "classify.grid.pooling=[attention]",
         "seq2seq.grid.cell=[gru]", "seq2seq.grid.attention=[none,additive]", "ner.grid.output=[crf]",
-        "ner.grid.char_encoder=[cnn]", "sql.grid.literals=[copy]", "sql.grid.attention=[additive]"]
+        "ner.grid.char_encoder=[cnn]", "sql.grid.literals=[copy]", "sql.grid.attention=[additive]",
+        "long_range.arms=[rnn,lstm:coupled]", "long_range.lengths=[3]", "long_range.seeds=[0]",
+        "long_range.steps=5", "long_range.test_size=50"]
 CLASSIFY_VARIANTS = ("lstm-attention", "gru-attention")
 
 pytestmark = pytest.mark.slow  # DVC pipelines and Hydra sweeps through the real stage scripts
@@ -100,6 +102,9 @@ def test_dvc_repro_on_tiny_data_then_nothing_to_do_then_experiments_under_load(t
     assert {k.split("/")[2] for k in gates} == {"input", "forget", "output", "reset", "update"}
     assert all(0 <= g["closed"] + g["open"] <= 1 for g in gates.values())
     assert all((work / f"reports/classify/tiny-gates/{v}.png").stat().st_size > 1000 for v in CLASSIFY_VARIANTS)
+    # the long-range study with the tiny settings of params.yaml
+    long_range = json.loads((work / "reports/studies/long_range/results.json").read_text())
+    assert list(long_range["arms"]) == ["rnn", "lstm:coupled"] and long_range["settings"]["steps"] == 5
 
     # Every training run is in MLflow with params, tags, per-epoch metrics and test metrics.
     from mlflow.tracking import MlflowClient
