@@ -76,7 +76,7 @@ def test_each_variant_changes_its_equation_and_nonsense_is_refused():
     assert torch.allclose(outputs["peepholes"], outputs["vanilla"])  # zero peepholes: the vanilla LSTM
     for variant in ("no_forget_gate", "no_input_gate", "no_output_gate", "coupled", "no_output_activation"):
         assert not torch.allclose(outputs[variant], outputs["vanilla"]), variant
-    # no output gate and no output activation: h = c exactly
+    # no output gate: h = tanh(c) exactly
     module = Stacked("lstm", 4, 6, variant="no_output_gate")
     module.load_state_dict(base.state_dict())
     out, (h, c) = module(x)
@@ -180,9 +180,8 @@ def test_family_configs_refuse_nonsense_cells(overrides, message):
         _model_cfg("classify", *overrides)
 
 
-@pytest.mark.parametrize("cell,impl,variant", [("lstm", "fused", "vanilla"), ("gru", "fused", "vanilla"),
-                                               ("lstm", "gates", "peepholes"), ("lstm", "gates", "no_forget_gate"),
-                                               ("gru", "gates", "no_update_gate")])
+@pytest.mark.parametrize("cell,impl,variant", [("lstm", "fused", "vanilla"), ("gru", "fused", "vanilla")] +
+                         [(c, "gates", v) for c in ("lstm", "gru") for v in CELL_VARIANTS[c]])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_traced_gates_reproduce_the_encoder_and_follow_the_variant(cell, impl, variant, bidirectional):
     """The gate values the explorer shows are the model's own: recomputing the encoder with them gives its
@@ -212,3 +211,55 @@ def test_traced_gates_reproduce_the_encoder_and_follow_the_variant(cell, impl, v
         assert saturation(found[0]["forget"], mask)["open"] == 1.0
     if variant == "no_update_gate":
         assert all(torch.all(e["update"][mask] == 0) for e in found)
+
+
+@pytest.mark.parametrize("cell,variant", [(c, v) for c in ("lstm", "gru") for v in CELL_VARIANTS[c]])
+def test_one_step_of_every_variant_equals_its_equation_written_out(cell, variant):
+    """Each variant against its equation written out here, apart from cells.py (which picks a variant by its
+    index in CELL_VARIANTS: a reordered tuple would fail this test)."""
+    torch.manual_seed(3)
+    module = Stacked(cell, 3, 4, variant=variant).double()
+    for p in module.parameters():
+        p.data.normal_()
+    x, h = torch.randn(2, 1, 3, dtype=torch.double), torch.randn(2, 4, dtype=torch.double)
+    c = torch.randn(2, 4, dtype=torch.double)
+    a = x[:, 0] @ module.weight_ih_l0.t() + module.bias_ih_l0
+    r = h @ module.weight_hh_l0.t() + module.bias_hh_l0
+    sig, one = torch.sigmoid, torch.ones_like(h)
+    if cell == "lstm":
+        (ai, af, ag, ao), (ri, rf, rg, ro) = a.chunk(4, 1), r.chunk(4, 1)
+        p_i, p_f, p_o = module.peephole_l0 if variant == "peepholes" else torch.zeros(3, 4, dtype=torch.double)
+        i = one if variant == "no_input_gate" else sig(ai + ri + p_i * c)
+        f = one if variant == "no_forget_gate" else (1 - i if variant == "coupled" else sig(af + rf + p_f * c))
+        c_new = f * c + i * torch.tanh(ag + rg)
+        o = one if variant == "no_output_gate" else sig(ao + ro + p_o * c_new)
+        h_new = o * c_new if variant == "no_output_activation" else o * torch.tanh(c_new)
+        _, (h1, c1) = module(x, (h.unsqueeze(0), c.unsqueeze(0)))
+        torch.testing.assert_close(c1[0], c_new)
+    else:
+        (ar, az, an), (rr, rz, rn) = a.chunk(3, 1), r.chunk(3, 1)
+        reset = one if variant == "no_reset_gate" else sig(ar + rr)
+        update = 0 * one if variant == "no_update_gate" else sig(az + rz)
+        h_new = (1 - update) * torch.tanh(an + reset * rn) + update * h
+        _, h1 = module(x, h.unsqueeze(0))
+    torch.testing.assert_close(h1[0], h_new)
+
+
+@pytest.mark.parametrize("family,experiment", [("classify", "gate_ablation"), ("lm", "lm_gate_ablation")])
+def test_the_gate_ablation_arms_compose_into_each_experiment(family, experiment):
+    """Every arm of conf/gate_arm/ merges into the family's model group and validates; the arm's label and
+    cell options are what the runs log."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from rnnlab.config import CONF_DIR, compose, family_view, validate
+
+    arms = sorted(p.stem for p in (Path(CONF_DIR) / "gate_arm").glob("*.yaml"))
+    assert len(arms) == 11
+    view = family_view(compose([f"experiment={experiment}", f"+gate_arm@{family}.model=lstm_coupled"]), family)
+    assert view.model.arm == "lstm_coupled" and view.model.cell_variant == "coupled"  # Hydra's own merge
+    for arm in arms:  # every arm, merged as Hydra merges the group into the model node
+        view.model = OmegaConf.merge(view.model, OmegaConf.load(Path(CONF_DIR) / "gate_arm" / f"{arm}.yaml"))
+        validate(view)
+        assert view.model.arm == arm and view.model.cell_impl == "gates" and arm.startswith(view.model.cell)

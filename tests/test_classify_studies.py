@@ -81,7 +81,9 @@ def test_gate_statistics_count_every_real_token_once():
     expected = torch.cat(values).mean().item()
     row = next(r for r in rows if r["direction"] == "forward" and r["gate"] == "update")
     assert row["mean"] == pytest.approx(expected, abs=1e-4)
-    with pytest.raises(Exception, match="only LSTM and GRU"):
+    from rnnlab.errors import DataError
+
+    with pytest.raises(DataError, match="only LSTM and GRU"):
         gate_statistics(TextClassifier(12, 6, 2, cell="rnn"), batches)
 
 

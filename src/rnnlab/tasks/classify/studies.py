@@ -16,6 +16,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from rnnlab.config import grid_variants
+from rnnlab.errors import ConfigError
 from rnnlab.io import atomic_dir, write_json, write_text
 from rnnlab.reporting.report import markdown_table
 
@@ -70,7 +71,10 @@ def word_order(cfg: DictConfig) -> dict:
 
     folders = _folders(cfg)
     ids, labels = _test_split(cfg)
-    mixed = shuffled(ids, int(cfg.studies.shuffle_seed))
+    seed = cfg.studies.shuffle_seed
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"classify.studies.shuffle_seed={seed!r}: a non-negative integer, e.g. 0")
+    mixed = shuffled(ids, seed)
     multiword = np.array([len(s) > 1 for s in ids])
     models = {v: folders["models"] / v for v in grid_variants(cfg)}
     models[f"{BASELINE} (no recurrence)"] = folders["baseline"]
@@ -83,8 +87,8 @@ def word_order(cfg: DictConfig) -> dict:
         rows.append({"variant": name, "accuracy": round(acc, 4), "accuracy_shuffled": round(acc_mixed, 4),
                      "drop": round(acc - acc_mixed, 4), "p": mcnemar(np.asarray(labels), preds, preds_mixed),
                      "changed": round(float((preds != preds_mixed)[multiword].mean()), 4)})
-        positive = loaded.info["label_names"][-1]
-        pairs.append([name] + [f"{classify_texts(loaded, [t])[0]['probabilities'][positive]:.3f}"
+        shown = loaded.info["label_names"][-1]  # the last class: positive in the sentiment data sets
+        pairs.append([name] + [f"{classify_texts(loaded, [t])[0]['probabilities'][shown]:.3f}"
                                for pair in ORDER_PAIRS for t in pair])
         print(f"word_order: {name}: accuracy {acc:.4f}, shuffled {acc_mixed:.4f}")
     metrics = {r["variant"].split(" ")[0]: {k: r[k] for k in ("accuracy", "accuracy_shuffled", "drop", "changed", "p")}
@@ -108,7 +112,7 @@ def word_order(cfg: DictConfig) -> dict:
         "",
         f"![accuracy with and without word order]({png.name})",
         "",
-        "Same words, opposite meanings: P(positive) of each model.",
+        f"Same words, opposite meanings: each model's probability of the class `{shown}`.",
         "",
         *markdown_table(["model", *[f"“{t}”" for pair in ORDER_PAIRS for t in pair]], pairs),
         "",
@@ -129,9 +133,13 @@ def gates(cfg: DictConfig) -> dict:
     sentence = str(cfg.studies.gates_sentence)
     rows, images = [], []
     report = folders["reports"] / f"{cfg.data.name}-gates.md"
-    gated = [v for v in grid_variants(cfg) if v.split("-")[0] in ("lstm", "gru")]
+    from rnnlab.io import read_json
+
+    gated = [v for v in grid_variants(cfg)
+             if read_json(folders["models"] / v / "model.json")["model"]["cell"] in ("lstm", "gru")]
     if not gated:
-        raise ValueError("classify_gates needs an lstm or gru model in classify.grid.cell; the grid has none")
+        raise ConfigError("classify_gates needs an lstm or gru model in the grid (classify.grid.cell); the "
+                          "grid has none: only those cells have gates")
     with atomic_dir(folders["reports"] / f"{cfg.data.name}-gates") as tmp:
         for variant in gated:
             loaded = load_classifier(folders["models"] / variant)
