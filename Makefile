@@ -25,9 +25,10 @@ params: $(STAMP)
 repro: params
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
-# One task family alone, e.g. `make repro-seq2seq`: its stages and nothing else (`dvc repro <family>_report`).
+# One task family alone, e.g. `make repro-seq2seq`: its stages (reports and studies) and nothing else
+# (`dvc repro --glob '<family>_*'`); `make repro-study`: the family-free studies (study_long_range).
 repro-%: params
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro $*_report
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro --glob '$*_*'
 
 # Debian's Chromium + ChromeDriver for the browser tests (the dashboard check of tests/test_pipeline.py's multirun test,
 # the explorer page of tests/test_explorer.py). Installed when missing
