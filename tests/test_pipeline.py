@@ -113,8 +113,9 @@ def test_dvc_repro_on_tiny_data_then_nothing_to_do_then_experiments_under_load(t
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     classify_id = client.get_experiment_by_name("rnnlab-classify-tiny").experiment_id
     runs = client.search_runs([classify_id])
-    assert len(runs) == len(CLASSIFY_VARIANTS)
-    for run in runs:
+    encoders = sorted(r.data.params["classify.model.encoder"] for r in runs)
+    assert encoders == ["bag"] + ["recurrent"] * len(CLASSIFY_VARIANTS)  # the grid and classify_train_bag
+    for run in [r for r in runs if r.data.params["classify.model.encoder"] == "recurrent"]:
         assert run.data.tags["dataset"] == "tiny" and run.data.tags["launcher"] == "dvc"
         assert run.data.tags["family"] == "classify" and run.data.params["family"] == "classify"
         assert run.data.params["classify.model.cell"] == run.data.tags["cell"]
@@ -176,13 +177,14 @@ def _check_experiments_under_load(work, tiny_project, client):
 
     every = client.search_runs([client.get_experiment_by_name("rnnlab-classify-tiny").experiment_id])
     assert all(r.info.status == "FINISHED" for r in every), [(r.info.run_name, r.info.status) for r in every]
-    # the pipeline's runs + 2 experiments' runs + the sweep's parent and its 2 jobs: none lost under the load
-    assert len(every) == 3 * len(CLASSIFY_VARIANTS) + 1 + 2, [r.data.tags.get("launcher") for r in every]
+    # the pipeline's runs + 2 experiments' runs (each: the grid and the bag baseline, whose stage reads
+    # classify.model too) + the sweep's parent and its 2 jobs: none lost under the load
+    assert len(every) == 3 * (len(CLASSIFY_VARIANTS) + 1) + 1 + 2, [r.data.tags.get("launcher") for r in every]
     children = [r for r in every if "mlflow.parentRunId" in r.data.tags]
     assert sorted(r.data.params["seed"] for r in children) == ["11", "12"], sweep.stderr[-2000:]
     for name, hidden in (("tiny-h8", "8"), ("tiny-h12", "12")):
         runs = [r for r in every if r.data.tags.get("dvc_experiment") == name]
-        assert sorted(r.data.params["classify.model.hidden_size"] for r in runs) == [hidden] * len(CLASSIFY_VARIANTS)
+        assert sorted(r.data.params["classify.model.hidden_size"] for r in runs) == [hidden] * (len(CLASSIFY_VARIANTS) + 1)
         candidate = client.get_model_version_by_alias("rnnlab-classify-tiny", f"exp-{name}")
         assert candidate.run_id in {r.info.run_id for r in runs}
     assert client.get_model_version_by_alias("rnnlab-classify-tiny", "champion").run_id == champion
