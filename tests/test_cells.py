@@ -156,10 +156,10 @@ def test_every_family_builds_the_gate_cells_it_is_configured_with(family, extra)
     seq2seq decoder and the biLM's stacks included), with the variant; `forget_bias` initialises every LSTM."""
     fused = _build(family, _model_cfg(family, *extra))
     assert not any(isinstance(m, Stacked) for m in fused.modules())
-    model = _build(family, _model_cfg(family, *extra, "cell_impl=gates", "cell_variant=coupled", "forget_bias=1.0"))
+    model = _build(family, _model_cfg(family, *extra, "cell_impl=gates", "cell_variant=no_output_gate", "forget_bias=1.0"))
     stacks = [m for m in model.modules() if isinstance(m, Stacked)]
     assert stacks and not any(isinstance(m, (nn.RNN, nn.LSTM, nn.GRU)) for m in model.modules())
-    assert all(s.cell_name == "lstm" and s.variant == CELL_VARIANTS["lstm"].index("coupled") for s in stacks)
+    assert all(s.cell_name == "lstm" and s.variant == CELL_VARIANTS["lstm"].index("no_output_gate") for s in stacks)
     for stack in stacks:
         for name, bias in stack.named_parameters():
             if name.startswith("bias_"):
@@ -172,6 +172,9 @@ def test_every_family_builds_the_gate_cells_it_is_configured_with(family, extra)
     (("cell_variant=peepholes",), "set classify.model.cell_impl=gates"),
     (("cell_impl=gates", "cell=gru", "cell_variant=coupled"), "allowed for gru: vanilla, no_reset_gate"),
     (("cell_impl=scripted",), "classify.model.cell_impl='scripted'"),
+    # a forget-gate bias where nothing reads it
+    (("cell_impl=gates", "cell_variant=coupled", "forget_bias=1.0"), "cell_variant=coupled, which computes f = 1 - i"),
+    (("cell_impl=gates", "cell_variant=no_forget_gate", "forget_bias=1.0"), "has no forget gate"),
 ])
 def test_family_configs_refuse_nonsense_cells(overrides, message):
     from rnnlab.errors import ConfigError

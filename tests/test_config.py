@@ -113,6 +113,22 @@ def test_family_view_lifts_the_subtree_and_drops_the_other_families(tmp_path):
     assert loaded.family == "seq2seq" and loaded.model.cell == "lstm" and loaded.model.attention == "none"
     with pytest.raises(ConfigError, match="Known families"):
         load_params(path, ["family=summarise"])
+    # the studies' settings are no family's parameters (not logged with every run)
+    assert "long_range" in cfg and "long_range" not in classify and "long_range" not in seq2seq
+    from rnnlab.config import public_config
+    from rnnlab.tracking.mlflow_utils import flatten
+
+    assert not [k for k in flatten(public_config(classify)) if "long_range" in k]
+
+
+def test_a_config_group_chosen_without_its_package_is_refused_not_ignored():
+    """`+gate_arm=lstm` (no `@classify.model`) lands at the root, where nothing reads it: the run would train
+    the default cell under the arm's name."""
+    cfg = compose(["+gate_arm=lstm_peepholes"])
+    assert cfg.gate_arm.cell_variant == "peepholes"
+    with pytest.raises(ConfigError, match=r"root key\(s\) gate_arm that no family reads.*\+gate_arm@classify.model=lstm"):
+        family_view(cfg, "classify")
+    assert family_view(compose(["+gate_arm@classify.model=lstm_peepholes"]), "classify").model.cell_variant == "peepholes"
 
 
 @pytest.mark.parametrize("overrides,message", [

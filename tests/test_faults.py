@@ -14,6 +14,7 @@ import torch
 
 from conftest import ROOT
 from rnnlab.training.checkpointing import TrainingDiverged
+from rnnlab.training.curves import read_curve
 from rnnlab.training.train import train
 
 pytestmark = pytest.mark.slow  # every test here trains a model (in-process or through the stage script)
@@ -29,7 +30,7 @@ def _same_weights(a, b) -> bool:
 
 def _train_cmd(params, name: str) -> list[str]:
     return [sys.executable, str(ROOT / "pipelines/train.py"), "--params", str(params), "family=classify",
-            f"out_dir=models/{name}", f"checkpoint_dir=checkpoints/{name}"]
+            f"out_dir=models/{name}", f"checkpoint_dir=checkpoints/{name}", "curves_dir=curves"]
 
 
 @pytest.mark.cost(53)
@@ -60,6 +61,9 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes_and_matches_an_uninterr
     assert not (work / "models/killed").exists()  # nothing that looks finished
     state = json.loads((work / "checkpoints/killed/state.json").read_text())
     assert state["status"] == "running" and state["epochs_done"] >= 1
+    # the learning curves hold the epochs finished before the kill (each table replaced whole, atomically)
+    before = read_curve(work / "curves/loss/killed.csv")
+    assert [int(r["epoch"]) for r in before] == list(range(1, len(before) + 1)) and len(before) >= 2
 
     resumed = subprocess.run(_train_cmd(params, "killed"), cwd=work, env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -71,6 +75,15 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes_and_matches_an_uninterr
     drop = ("epoch_seconds", "train_tokens_per_second")
     assert [{k: v for k, v in r.items() if k not in drop} for r in a["history"]] == \
            [{k: v for k, v in r.items() if k not in drop} for r in b["history"]]
+    # after the resume the curves hold every epoch once, exactly as the uninterrupted run's
+    for quantity, columns in (("loss", ["epoch", "train_loss", "val_loss"]), ("acc", ["epoch", "train_acc", "val_acc"])):
+        rows = read_curve(work / f"curves/{quantity}/killed.csv")
+        assert list(rows[0]) == columns
+        assert [int(r["epoch"]) for r in rows] == list(range(1, b["epochs_run"] + 1))
+        assert (work / f"curves/{quantity}/killed.csv").read_text() == \
+            (work / f"curves/{quantity}/reference.csv").read_text()
+        assert [float(r["val_loss"]) for r in rows] == [h["val_loss"] for h in b["history"]] if quantity == "loss" \
+            else [float(r["val_acc"]) for r in rows] == [h["val_acc"] for h in b["history"]]
     # the same MLflow run went on, and it finished
     assert b["mlflow"]["run_id"] == state["mlflow_run_id"]
     client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
@@ -210,7 +223,11 @@ def test_a_run_killed_after_early_stopping_resumes_without_training_further(prep
     with pytest.raises(KeyboardInterrupt):
         train(cfg, work / "model", [], checkpoint_dir=work / "ckpt")
     monkeypatch.setattr(train_module, "atomic_dir", real_atomic_dir)
+    cfg.curves_dir, cfg.out_dir = str(work / "curves"), str(work / "model")  # the curves: <curves>/<q>/model.csv
     resumed = train(cfg, work / "model", [], checkpoint_dir=work / "ckpt")
     assert resumed["resumed"] and resumed["epochs_run"] == reference["epochs_run"]
     assert resumed["best_epoch"] == reference["best_epoch"]
     assert _same_weights(_weights(work / "reference"), _weights(work / "model"))
+    rows = read_curve(work / "curves/acc/model.csv")
+    assert [int(r["epoch"]) for r in rows] == list(range(1, reference["epochs_run"] + 1))
+    assert [float(r["val_acc"]) for r in rows] == [h["val_acc"] for h in reference["history"]]

@@ -19,7 +19,7 @@ from conftest import ROOT, run_cmd
 # unit-tested in test_models.py and test_seq2seq.py).
 GRID = ["classify.grid.cell=[lstm,gru]", "classify.grid.pooling=[attention]",
         "seq2seq.grid.cell=[gru]", "seq2seq.grid.attention=[none,additive]", "ner.grid.output=[crf]",
-        "ner.grid.char_encoder=[cnn]", "sql.grid.literals=[copy]", "sql.grid.attention=[additive]",
+        "ner.grid.char_encoder=[cnn]", "sql.grid.literals=[copy]", "sql.grid.attention=[additive]", "lm.grid.cell=[gru]",
         "long_range.arms=[rnn,lstm:coupled]", "long_range.lengths=[3]", "long_range.seeds=[0]",
         "long_range.steps=5", "long_range.test_size=50"]
 CLASSIFY_VARIANTS = ("lstm-attention", "gru-attention")
@@ -124,8 +124,8 @@ def test_dvc_repro_on_tiny_data_then_nothing_to_do_then_experiments_under_load(t
 
     _check_translation_outputs(work, client)
     _check_predict_cli(work, monkeypatch, capsys)
-    for family, dataset, monitor in (("classify", "tiny", "val_acc"), ("seq2seq", "tinypairs", "val_bleu")):
-        _check_champion(work, tiny_project["dir"], family, dataset, monitor, monkeypatch, capsys)
+    for family, dataset, monitor, text in CHAMPION_CHECKS:
+        _check_champion(work, tiny_project["dir"], family, dataset, monitor, text, monkeypatch, capsys)
 
     second = _check(run_cmd(["dvc", "repro"], work))
     assert "didn't change" in second.stdout or "up to date" in second.stdout
@@ -137,7 +137,29 @@ def test_dvc_repro_on_tiny_data_then_nothing_to_do_then_experiments_under_load(t
     assert "Data and pipelines are up to date" in _check(run_cmd(["dvc", "status"], work)).stdout
     shown = _check(run_cmd(["dvc", "metrics", "show", "--json"], work))
     assert "accuracy" in shown.stdout and "bleu_beam" in shown.stdout
+    _check_learning_curves(work)
     _check_experiments_under_load(work, tiny_project, client)
+
+
+def _check_learning_curves(work):
+    """Every training stage wrote its learning curves, one row per epoch of its history, and `dvc plots show`
+    draws each one from the top-level plots of dvc.yaml, without an error."""
+    from rnnlab.training.curves import read_curve
+
+    trained = {p.parent: json.loads(p.read_text()) for p in (work / "models").rglob("train_summary.json")}
+    curves = sorted((work / "plots").rglob("curves/*/*.csv"))
+    assert len(curves) == 2 * len(trained), (curves, list(trained))
+    for path in curves:  # plots/<family>/<dataset>/curves/<quantity>/<variant>.csv
+        family, dataset = path.parents[3].name, path.parents[2].name
+        model = work / "models" / family / dataset / path.stem
+        model = model if model.is_dir() else model.parent  # the biLM's folder is models/bilm/<dataset>
+        rows = read_curve(path)
+        assert [int(r["epoch"]) for r in rows] == [h["epoch"] for h in trained[model]["history"]], path
+        assert all(value != "" for r in rows for value in r.values()), path
+    shown = json.loads(_check(run_cmd(["dvc", "plots", "show", "--json"], work)).stdout)
+    assert not shown.get("errors"), shown.get("errors")
+    drawn = {name for name in shown["data"] if "/curves/" in name}
+    assert drawn == {str(p.relative_to(work)) for p in curves}, drawn
 
 
 def _check_experiments_under_load(work, tiny_project, client):
@@ -149,9 +171,11 @@ def _check_experiments_under_load(work, tiny_project, client):
     # reports, plots); a queued experiment starts from that commit plus the DVC cache
     for args in (["git", "add", "-A"], ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "repro"]):
         _check(run_cmd(args, work))
+    # each experiment reproduces the classification report (its grid's trainings and evaluations), not the
+    # studies beside it: `dvc exp run <target>`
     for name, hidden in (("tiny-h8", 8), ("tiny-h12", 12)):
-        _check(run_cmd(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"classify.model.hidden_size={hidden}"],
-                       work))
+        _check(run_cmd(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"classify.model.hidden_size={hidden}",
+                        "classify_report"], work))
     # `dvc queue start` returns once its workers are detached; they must not hold this test's pipes
     # (capture_output would wait for them), so the multirun below really trains beside them
     with open(work.parent / "queue-start.log", "w") as log:
@@ -177,14 +201,15 @@ def _check_experiments_under_load(work, tiny_project, client):
 
     every = client.search_runs([client.get_experiment_by_name("rnnlab-classify-tiny").experiment_id])
     assert all(r.info.status == "FINISHED" for r in every), [(r.info.run_name, r.info.status) for r in every]
-    # the pipeline's runs + 2 experiments' runs (each: the grid and the bag baseline, whose stage reads
-    # classify.model too) + the sweep's parent and its 2 jobs: none lost under the load
-    assert len(every) == 3 * (len(CLASSIFY_VARIANTS) + 1) + 1 + 2, [r.data.tags.get("launcher") for r in every]
+    # the pipeline's runs (the grid and the bag baseline) + 2 experiments' runs (the grid) + the sweep's parent
+    # and its 2 jobs: none lost under the load
+    assert len(every) == len(CLASSIFY_VARIANTS) + 1 + 2 * len(CLASSIFY_VARIANTS) + 1 + 2, \
+        [r.data.tags.get("launcher") for r in every]
     children = [r for r in every if "mlflow.parentRunId" in r.data.tags]
     assert sorted(r.data.params["seed"] for r in children) == ["11", "12"], sweep.stderr[-2000:]
     for name, hidden in (("tiny-h8", "8"), ("tiny-h12", "12")):
         runs = [r for r in every if r.data.tags.get("dvc_experiment") == name]
-        assert sorted(r.data.params["classify.model.hidden_size"] for r in runs) == [hidden] * (len(CLASSIFY_VARIANTS) + 1)
+        assert sorted(r.data.params["classify.model.hidden_size"] for r in runs) == [hidden] * len(CLASSIFY_VARIANTS)
         candidate = client.get_model_version_by_alias("rnnlab-classify-tiny", f"exp-{name}")
         assert candidate.run_id in {r.info.run_id for r in runs}
     assert client.get_model_version_by_alias("rnnlab-classify-tiny", "champion").run_id == champion
@@ -192,7 +217,13 @@ def _check_experiments_under_load(work, tiny_project, client):
     assert len(seq2seq) == len(TRANSLATE_VARIANTS) and not any(r.data.tags.get("dvc_experiment") for r in seq2seq)
 
 
-def _check_champion(work, root, family, dataset, monitor, monkeypatch, capsys):
+# every family's champion: (family, tiny data set, monitor, a text its tiny model knows the words of)
+CHAMPION_CHECKS = [("classify", "tiny", "val_acc", "a great film"), ("seq2seq", "tinypairs", "val_bleu", "the cat eats fish ."),
+                   ("lm", "tinylm", "val_ppl", "the big cat"), ("ner", "tinyner", "val_f1", "we met Ana in Paris"),
+                   ("sql", "tinysql", "val_exact", "how many flights left JFK ?")]
+
+
+def _check_champion(work, root, family, dataset, monitor, text, monkeypatch, capsys):
     """The report stage registered the best-validation variant's model under alias `champion`."""
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -201,18 +232,20 @@ def _check_champion(work, root, family, dataset, monitor, monkeypatch, capsys):
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     summaries = {p.parent.name: json.loads(p.read_text())
                  for p in (work / f"models/{family}/{dataset}").glob("*/train_summary.json")}
-    best = max(summaries.values(), key=lambda s: (s["best_" + monitor], s["variant"]))
+    from rnnlab import tasks
+
+    sign = 1 if tasks.get(family).monitors[monitor] == "max" else -1
+    best = max(summaries.values(), key=lambda s: (sign * s["best_" + monitor], s["variant"]))
     version = client.get_model_version_by_alias(f"rnnlab-{family}-{dataset}", "champion")
     assert version.run_id == best["mlflow"]["run_id"] and version.source == best["mlflow"]["model_uri"]
     assert f"points at **{best['variant']}**" in (work / f"reports/{family}/{dataset}.md").read_text()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     champion = mlflow.pyfunc.load_model(f"models:/rnnlab-{family}-{dataset}@champion")
-    text = "the cat eats fish ." if family == "seq2seq" else "a great film"
-    # the registered model answers what the CLI prints for the best variant's folder
+    # the registered model answers what the CLI prints for the best variant's folder: one answer per text
     code, printed, _ = _predict(["--model", str(work / f"models/{family}/{dataset}/{best['variant']}"), text],
                                 monkeypatch, capsys)
-    assert code == 0 and list(champion.predict([text])) == printed.splitlines()
+    assert code == 0 and champion.predict([text]) == [printed.rstrip("\n")], (family, printed)
     assert not (work / "mlflow.db").exists()  # nothing went to MLflow's default store
 
 

@@ -16,8 +16,20 @@ pytestmark = pytest.mark.slow  # every test here trains a model
 
 def test_train_writes_a_complete_model_folder_and_evaluate_scores_it(prepared):
     cfg, work = prepared
+    cfg.curves_dir, cfg.out_dir = str(work / "curves"), str(work / "model")  # as the DVC stage passes them
     summary = train(cfg, work / "model", ["unit-test"])
     names = sorted(p.name for p in (work / "model").iterdir())
+    # the learning curves: one table per quantity, one row per epoch, the values of the history
+    from rnnlab.training.curves import read_curve
+
+    assert sorted(str(p.relative_to(work / "curves")) for p in (work / "curves").rglob("*.csv")) == \
+        ["acc/model.csv", "loss/model.csv"]
+    loss = read_curve(work / "curves/loss/model.csv")
+    assert list(loss[0]) == ["epoch", "train_loss", "val_loss"]
+    assert [(int(r["epoch"]), float(r["train_loss"]), float(r["val_loss"])) for r in loss] == \
+        [(h["epoch"], h["train_loss"], h["val_loss"]) for h in summary["history"]]
+    acc = read_curve(work / "curves/acc/model.csv")
+    assert list(acc[0]) == ["epoch", "train_acc", "val_acc"] and len(acc) == summary["epochs_run"]
     assert names == ["config.yaml", "model.json", "model.pt", "tokenizer.json", "train_summary.json"]
     model_json = json.loads((work / "model/model.json").read_text())
     assert model_json["family"] == "classify" and model_json["config"]["classify"]["model"]["cell"] == cfg.model.cell
@@ -89,8 +101,17 @@ def test_the_mlflow_run_has_config_system_info_throughput_and_a_loadable_model(p
     parser = argparse.ArgumentParser()
     family.add_predict_arguments(parser)
     texts = ["the film was great", "an awful boring film"]
-    expected = family.predict(work / "model", texts, parser.parse_args([]))
+    # one answer per text: the lines the CLI prints for it
+    expected = ["\n".join(family.predict(work / "model", [text], parser.parse_args([]))) for text in texts]
     assert logged.predict(texts) == expected and expected[0].split("\t")[0] in ("neg", "pos")
+    import pandas as pd
+
+    assert logged.predict(pd.DataFrame({"text": texts})) == expected
+    # a signature (texts in, one string per text out, the family's options as params) and an input example
+    model_meta = Model.load(local)
+    assert [c.type.name for c in model_meta.signature.inputs.inputs] == ["string"]
+    assert [p.name for p in model_meta.signature.params] == ["no_attention"]
+    assert model_meta.load_input_example(local) == [family.predict_example]
 
 
 def test_cosine_schedule_and_word_dropout_train(prepared):

@@ -34,7 +34,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = PROJECT_ROOT / "conf"
 
 # Root keys shared by every family; everything else of a family view comes from the family's subtree.
-ROOT_KEYS = ("family", "seed", "paths", "tracking", "out_dir", "checkpoint_dir", "comparison")
+ROOT_KEYS = ("family", "seed", "paths", "tracking", "out_dir", "checkpoint_dir", "comparison", "curves_dir")
+# Root nodes that configure a study stage (pipelines/long_range.py reads its node from params.yaml), not a family.
+STUDY_KEYS = ("long_range",)
 # Keys of a family's own `tracking` node, merged into the root `tracking` in the view.
 FAMILY_TRACKING_KEYS = ("experiment_name", "registered_model")
 
@@ -165,7 +167,15 @@ def family_view(cfg: DictConfig, family: str | None = None) -> DictConfig:
                           "of conf/config.yaml")
     # Resolved first: values interpolate across the tree, and the other subtrees are dropped below.
     full = OmegaConf.to_container(cfg, resolve=True)
-    view = {k: v for k, v in full.items() if k not in tasks.names()}
+    stray = [k for k in full if k not in ROOT_KEYS and k not in tasks.names() and k not in STUDY_KEYS]
+    if stray:  # e.g. `+gate_arm=lstm`: a config group chosen without a package lands at the root, unread
+        raise ConfigError(
+            f"the config has root key(s) {', '.join(stray)} that no family reads. A config group chosen with "
+            f"`+group=option` lands at the root unless it names where it goes, e.g. `+gate_arm@{family}.model=lstm`; "
+            f"the root holds only {', '.join(ROOT_KEYS)}, the families ({', '.join(tasks.names())}) and the "
+            f"studies' settings ({', '.join(STUDY_KEYS)})")
+    # Only the shared root keys and this family's subtree: the studies' settings are no run's parameters.
+    view = {k: v for k, v in full.items() if k in ROOT_KEYS}
     for key, value in full[family].items():
         if key == "tracking":
             view["tracking"] = {**view.get("tracking", {}), **value}
@@ -261,7 +271,8 @@ def validate(cfg: DictConfig) -> None:
     check_group(cfg.trainer, f"{name}.trainer", TRAINER_SCHEMA)
     check_group(cfg.model, f"{name}.model", family.model_schema)
     if "cell_impl" in family.model_schema:
-        check_cell(cfg.model.cell, cfg.model.cell_impl, cfg.model.cell_variant, f"{name}.model")
+        check_cell(cfg.model.cell, cfg.model.cell_impl, cfg.model.cell_variant, f"{name}.model",
+                   cfg.model.get("forget_bias"))
     for node in family.tokenizer_nodes:
         check_group(OmegaConf.select(cfg, node), f"{name}.{node}", TOKENIZER_SCHEMA)
     for axis, values in cfg.grid.items():

@@ -15,8 +15,9 @@ CELL_VARIANTS = {"rnn": ("vanilla",),
                  "gru": ("vanilla", "no_reset_gate", "no_update_gate")}
 
 
-def check_cell(cell: str, impl: str, variant: str, prefix: str = "model") -> None:
-    """A cell implementation and variant that exist together: a clear error naming the keys otherwise."""
+def check_cell(cell: str, impl: str, variant: str, prefix: str = "model", forget_bias: float | None = None) -> None:
+    """A cell implementation, variant and forget-gate bias that exist together: a clear error naming the keys
+    otherwise."""
     if impl not in CELL_IMPLS:
         raise ConfigError(f"{prefix}.cell_impl={impl!r}; allowed: {', '.join(CELL_IMPLS)}")
     allowed = CELL_VARIANTS.get(cell, ("vanilla",))
@@ -26,6 +27,13 @@ def check_cell(cell: str, impl: str, variant: str, prefix: str = "model") -> Non
     if variant != "vanilla" and impl != "gates":
         raise ConfigError(f"{prefix}.cell_variant={variant} changes the cell's equations, which only the readable "
                           f"cells can: set {prefix}.cell_impl=gates (the fused kernels compute the vanilla cell)")
+    # forget_bias initialises an LSTM's forget gate; GRU and RNN cells have none and ignore it, so that one
+    # setting can cover a grid of cells. An LSTM variant without a forget-gate bias to set is refused.
+    if forget_bias is not None and cell == "lstm":
+        if variant in ("coupled", "no_forget_gate"):
+            unused = "computes f = 1 - i" if variant == "coupled" else "has no forget gate (f = 1)"
+            raise ConfigError(f"{prefix}.forget_bias={forget_bias} has no effect on {prefix}.cell_variant={variant}, "
+                              f"which {unused}: leave {prefix}.forget_bias=null")
 
 
 def check_adaptive_cutoffs(cutoffs, vocab_size: int, vocab_name: str) -> list[int]:

@@ -22,10 +22,11 @@ from rnnlab.errors import ConfigError
 
 # Logged params that do not change what is trained: root keys, and keys of the run's family subtree
 # (written `<family>.<key>`, the public spelling) with the family prefix taken off.
-IGNORED_PREFIXES = ("system.", "tracking.", "paths.", "grid.", "comparison.", "hydra.")
+IGNORED_PREFIXES = ("system.", "tracking.", "paths.", "grid.", "comparison.", "hydra.", "studies.",
+                    "long_range.")  # long_range.: the study settings that runs before 2026-12-05 logged
 # trainer.num_threads: how many CPU threads ran the same computation (a sweep of single-threaded jobs beside
 # the pipeline's run); like the CPU type, it can change float rounding, not the model or the data.
-IGNORED_KEYS = {"out_dir", "checkpoint_dir", "seed", "trainer.progress_bar", "trainer.num_workers",
+IGNORED_KEYS = {"out_dir", "checkpoint_dir", "curves_dir", "seed", "trainer.progress_bar", "trainer.num_workers",
                 "trainer.num_threads"}
 
 

@@ -53,6 +53,8 @@ class TaskFamily:
     # "module:Class" of the family's tab on the explorer page (rnnlab.explorer.tab.Tab), imported by the
     # explorer only; empty: the page shows the family without one.
     explorer_tab: str = ""
+    # One input the family's models answer, logged as the MLflow model's input example (tracking/serving.py).
+    predict_example: str = ""
 
     # ---- configuration
     def validate(self, cfg: DictConfig) -> None:
@@ -97,6 +99,18 @@ class TaskFamily:
     def add_predict_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Options of `pipelines/predict.py` for this family's models."""
 
+    def load_predictor(self, model_dir: Path) -> Any:
+        """The model folder loaded once for many `predict_each` calls (the MLflow pyfunc model and a server
+        built on it); the default returns the folder, which `predict_each` then loads at every call."""
+        return model_dir
+
+    def predict_each(self, model: Any, inputs: list[str], args: argparse.Namespace) -> list[list[str]]:
+        """For each input, the lines to print (raise DataError for unusable input). `model` is a model folder
+        or what `load_predictor` returned. A family that overrides only `predict` gets it called once per input."""
+        if type(self).predict is TaskFamily.predict:
+            raise NotImplementedError(f"family {self.name!r} defines neither predict_each() nor predict()")
+        return [self.predict(model, [text], args) for text in inputs]
+
     def predict(self, model_dir: Path, inputs: list[str], args: argparse.Namespace) -> list[str]:
-        """The lines to print for `inputs` (raise DataError for unusable input)."""
-        raise NotImplementedError
+        """The lines `pipelines/predict.py` prints for `inputs`: every input's lines, in order."""
+        return [line for lines in self.predict_each(model_dir, inputs, args) for line in lines]

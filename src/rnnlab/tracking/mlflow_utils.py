@@ -175,11 +175,16 @@ def system_info(accelerator: str = "cpu") -> dict[str, str]:
 
 def log_model_folder(tracking_uri: str, run_id: str, model_dir: Path, name: str = "model") -> str:
     """Log a trained model folder into the run as an MLflow pyfunc "model from code"
-    (rnnlab/tracking/pyfunc_model.py): `mlflow.pyfunc.load_model(uri)` runs that file and loads the weights
-    with weights_only=True, so nothing is unpickled. Returns the model URI, for the registry."""
+    (rnnlab/tracking/pyfunc_model.py), with a signature and an input example: `mlflow.pyfunc.load_model(uri)`
+    runs that file and loads the weights with weights_only=True, so nothing is unpickled. Returns the model
+    URI, for the registry."""
     import mlflow
     import torch
 
+    from rnnlab.predict import model_family
+    from rnnlab.tracking.serving import input_example, signature
+
+    family = model_family(model_dir)
     # Logging copies the folder and reads the model back: MLflow draws a per-file progress bar for that copy
     # into every training's log unless told not to (a user who sets the variable keeps their choice).
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -188,6 +193,9 @@ def log_model_folder(tracking_uri: str, run_id: str, model_dir: Path, name: str 
         logged = mlflow.pyfunc.log_model(
             name=name, python_model=str(Path(__file__).with_name("pyfunc_model.py")),
             artifacts={"model_dir": str(model_dir)},
+            # texts in, one answer per text out, the family's predict options as params (tracking/serving.py);
+            # MLflow checks at logging that the example is answered as a served model would answer it
+            signature=signature(family), input_example=input_example(family),
             # The requirements are known; MLflow's own inference would import-scan the environment.
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "rnnlab"])
     return logged.model_uri

@@ -1,8 +1,9 @@
-"""Callbacks: per-epoch history (for the stage's own outputs) with one printed line per epoch, and the
+"""Callbacks: per-epoch history (for the stage's own outputs and the learning-curve files) with one printed line per epoch, and the
 terminal progress bar (epochs counted from 1, the monitored metric shown, no logger version)."""
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pytorch_lightning as pl
@@ -12,9 +13,10 @@ class History(pl.Callback):
     """Keeps every epoch's logged metrics, so results never depend on the tracker. Training tokens come from
     the LightningModule's `batch_tokens(batch)` (each family counts its own)."""
 
-    def __init__(self, print_lines: bool):
+    def __init__(self, print_lines: bool, on_epoch=None):
         self.rows: list[dict[str, float]] = []
         self.print_lines = print_lines
+        self.on_epoch = on_epoch  # called with the rows after each epoch on rank 0 (the learning-curve files)
         self.tokens = 0
         self.train_seconds = 0.0
         self._start = self._last_batch_end = 0.0
@@ -70,6 +72,12 @@ class History(pl.Callback):
                                         "train_tokens_per_second": row["train_tokens_per_second"]},
                                        step=trainer.current_epoch)
         self.rows.append(row)
+        if self.on_epoch is not None and trainer.is_global_zero:
+            try:  # the files are rewritten whole at the end of training, where a failure does stop the run
+                self.on_epoch(self.rows)
+            except OSError as err:
+                print(f"warning: the learning curves could not be written after epoch {row['epoch']} ({err}); "
+                      "training goes on", file=sys.stderr, flush=True)
         if self.print_lines and trainer.is_global_zero:
             shown = "  ".join(f"{k} {v:.4f}" if k != "epoch_seconds" else f"{v:.1f}s"
                               for k, v in row.items() if k not in ("epoch", "train_tokens_per_second"))

@@ -34,7 +34,8 @@ from rnnlab.io import read_json, save_torch, write_json
 
 RESUME_NAME, BEST_NAME, STATE_NAME = "resume", "best", "state.json"
 # Keys that do not change what is trained (display, tracking destination, where outputs go).
-FINGERPRINT_IGNORED = ("trainer.progress_bar", "trainer.checkpoint_every_n_steps", "tracking", "checkpoint_dir", "out_dir", "paths")
+FINGERPRINT_IGNORED = ("trainer.progress_bar", "trainer.checkpoint_every_n_steps", "tracking", "checkpoint_dir", "out_dir",
+                      "curves_dir", "paths")
 
 
 class TrainingDiverged(RnnlabError):

@@ -353,7 +353,16 @@ def _train(cfg, out_dir, overrides, folder, temporary, family, built, params, tr
                                      mode=mode, save_top_k=1, enable_version_counter=False)
         early = EarlyStopping(monitor=monitor, mode=mode, patience=int(cfg.trainer.patience))
         bar_callbacks, enable_bar, print_lines = _progress_bar(cfg)
-        history = History(print_lines)
+        curves = None
+        if cfg.get("curves_dir"):
+            from functools import partial
+
+            from rnnlab.training.curves import curve_metric, write_curves
+
+            # named after the stage's model folder; an interactive run's after its variant and job folder
+            stem = Path(out_dir).name if cfg.get("out_dir") else f"{variant}-{Path(out_dir).parent.name}"
+            curves = partial(write_curves, cfg.curves_dir, stem, curve_metric(family))
+        history = History(print_lines, on_epoch=curves)
         callbacks = [EpochSeed(int(cfg.seed)), FiniteLoss(hint, cfg.family), checkpoint, early, history, *bar_callbacks]
         if not temporary:
             callbacks.append(ResumeCheckpoint(folder, logger.run_id))
@@ -415,6 +424,8 @@ def _train(cfg, out_dir, overrides, folder, temporary, family, built, params, tr
                 logger.safely(f"log {name}", lambda: client.log_metric(logger.run_id, name, float(summary[key])))
             summary["mlflow"]["failed_calls"] = logger.failed_calls
             write_json(tmp / "train_summary.json", summary)
+        if curves is not None:  # also when a resumed training had no epoch left to run
+            curves(history.rows)
         if not temporary:
             folder.finish(logger.run_id, epochs_done=len(history.rows))
         return summary

@@ -20,6 +20,7 @@ class ClassifyFamily(TaskFamily):
     description = "text classification"
     monitors = {"val_acc": "max", "val_f1": "max", "val_loss": "min"}
     compare_metrics = ("test_acc", "val_acc")
+    predict_example = "a gripping , beautifully shot film"
     data_module = "rnnlab.tasks.classify.data"
     data_keys = ("local.text_column", "local.label_column")
     model_schema = {
@@ -85,20 +86,26 @@ class ClassifyFamily(TaskFamily):
     def add_predict_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--no-attention", action="store_true", help="do not print the attention weights")
 
-    def predict(self, model_dir: Path, inputs: list[str], args: argparse.Namespace) -> list[str]:
+    def load_predictor(self, model_dir: Path):
+        from rnnlab.tasks.classify.evaluate import load_classifier
+
+        return load_classifier(model_dir)
+
+    def predict_each(self, model, inputs: list[str], args: argparse.Namespace) -> list[list[str]]:
         import sys
 
         from rnnlab.tasks.classify.evaluate import classify_texts
 
-        lines = []
-        for result in classify_texts(model_dir, inputs):
+        groups = []
+        for result in classify_texts(model, inputs):
             if result["warning"]:
                 print(f"warning: {result['warning']}", file=sys.stderr)
             probs = "  ".join(f"{name} {p:.3f}" for name, p in result["probabilities"].items())
-            lines.append(f"{result['label']}\t{probs}")
+            lines = [f"{result['label']}\t{probs}"]
             if result["attention"] is not None and not args.no_attention:
                 lines.append("  attention: " + " ".join(f"{word}:{w:.2f}" for word, w in result["attention"]))
-        return lines
+            groups.append(lines)
+        return groups
 
 
 FAMILY = ClassifyFamily()

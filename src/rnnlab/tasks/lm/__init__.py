@@ -50,6 +50,7 @@ class LanguageModelFamily(TaskFamily):
     description = "language model (next-word prediction)"
     monitors = {"val_ppl": "min", "val_loss": "min"}
     compare_metrics = ("test_ppl", "val_ppl")
+    predict_example = "the history of the"
     data_module = "rnnlab.tasks.lm.data"
     data_keys = ("corpus",)
     model_schema = {
@@ -167,7 +168,12 @@ class LanguageModelFamily(TaskFamily):
         parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (default 1 = off)")
         parser.add_argument("--seed", type=int, default=None, help="sampling seed (default 0; same seed, same text)")
 
-    def predict(self, model_dir: Path, inputs: list[str], args: argparse.Namespace) -> list[str]:
+    def load_predictor(self, model_dir: Path):
+        from rnnlab.tasks.lm.evaluate import load_lm
+
+        return load_lm(model_dir)
+
+    def predict_each(self, model, inputs: list[str], args: argparse.Namespace) -> list[list[str]]:
         from rnnlab.errors import DataError
         from rnnlab.tasks.lm.evaluate import generate, load_lm, next_words
 
@@ -176,17 +182,17 @@ class LanguageModelFamily(TaskFamily):
             given = ", ".join(k for k, v in sampling.items() if v is not None)
             raise DataError(f"{given} only apply to sampling: add --generate N (N words), or leave them out to list "
                             "the most likely next words")
-        lm = load_lm(model_dir)
+        lm = load_lm(Path(model)) if isinstance(model, (str, Path)) else model
         lines = []
         for prompt in inputs:
             if args.generate is not None:
                 text = generate(lm, prompt, args.generate, 1.0 if args.temperature is None else args.temperature,
                                 args.top_k or 0, 1.0 if args.top_p is None else args.top_p,
                                 0 if args.seed is None else args.seed)
-                lines.append(f"{prompt.strip()} {text}")
+                lines.append([f"{prompt.strip()} {text}"])
             else:
                 ranked = next_words(lm, prompt, args.top_k if args.top_k is not None else 10)
-                lines.append("  ".join(f"{word} {p:.4f}" for word, p in ranked))
+                lines.append(["  ".join(f"{word} {p:.4f}" for word, p in ranked)])
         return lines
 
 

@@ -20,6 +20,7 @@ class NerFamily(TaskFamily):
     description = "named-entity recognition (token tagging)"
     monitors = {"val_f1": "max", "val_loss": "min"}
     compare_metrics = ("test_f1", "val_f1")
+    predict_example = "I saw Taylor Swift in New York"
     data_module = "rnnlab.tasks.ner.data"
     data_keys = ("tagging",)
     model_schema = {
@@ -81,17 +82,23 @@ class NerFamily(TaskFamily):
         parser.add_argument("--tags", action="store_true",
                             help="also print every token with its tag and the tag's probability")
 
-    def predict(self, model_dir: Path, inputs: list[str], args: argparse.Namespace) -> list[str]:
+    def load_predictor(self, model_dir: Path):
+        from rnnlab.tasks.ner.evaluate import load_tagger
+
+        return load_tagger(model_dir)
+
+    def predict_each(self, model, inputs: list[str], args: argparse.Namespace) -> list[list[str]]:
         from rnnlab.tasks.ner.evaluate import tag_texts
 
-        lines = []
-        for result in tag_texts(model_dir, inputs):
+        groups = []
+        for result in tag_texts(model, inputs):
             found = "  ".join(f"{kind}: {words} (tokens {a}-{b})" for kind, a, b, words in result["entities"])
-            lines.append(found or "(no entities)")
+            lines = [found or "(no entities)"]
             if args.tags:
                 lines += [f"  {i}\t{token}\t{tag}\t{probs[tag]:.3f}" for i, (token, tag, probs) in
                           enumerate(zip(result["tokens"], result["tags"], result["probabilities"]))]
-        return lines
+            groups.append(lines)
+        return groups
 
 
 FAMILY = NerFamily()

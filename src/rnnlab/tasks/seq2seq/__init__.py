@@ -21,6 +21,7 @@ class Seq2SeqFamily(TaskFamily):
     description = "sequence to sequence (translation)"
     monitors = {"val_bleu": "max", "val_loss": "min"}
     compare_metrics = ("test_bleu_beam", "val_bleu")
+    predict_example = "I like tea ."
     data_module = "rnnlab.tasks.seq2seq.data"
     data_keys = ("languages.source", "languages.target")
     tokenizer_nodes = ("tokenizer.source", "tokenizer.target")
@@ -119,7 +120,12 @@ class Seq2SeqFamily(TaskFamily):
                             help="<unk> in the output: keep it, forbid it in decoding, or copy the most-attended "
                                  "source word (default: the model's decoding.unknown)")
 
-    def predict(self, model_dir: Path, inputs: list[str], args: argparse.Namespace) -> list[str]:
+    def load_predictor(self, model_dir: Path):
+        from rnnlab.tasks.seq2seq.evaluate import load_translator
+
+        return load_translator(model_dir)
+
+    def predict_each(self, model, inputs: list[str], args: argparse.Namespace) -> list[list[str]]:
         import sys
 
         from rnnlab.errors import DataError
@@ -133,7 +139,7 @@ class Seq2SeqFamily(TaskFamily):
                 raise DataError(f"--heatmap {args.heatmap}: give a .png, .pdf or .svg file name")
             if len(inputs) != 1:
                 raise DataError(f"--heatmap draws one input; got {len(inputs)}")
-        translator = load_translator(model_dir)
+        translator = load_translator(Path(model)) if isinstance(model, (str, Path)) else model
         beam = args.beam if args.beam is not None else int(translator.decoding["beam"])
         if beam < 1:
             raise DataError(f"--beam must be at least 1 (1 = greedy), got {beam}")
@@ -150,7 +156,7 @@ class Seq2SeqFamily(TaskFamily):
         if args.heatmap is not None:
             heatmap_for(translator, source_ids[0], outputs[0], attention[0], inputs[0], args.heatmap)
             print(f"attention heatmap: {args.heatmap}", file=sys.stderr)
-        return texts
+        return [[text] for text in texts]
 
 
 FAMILY = Seq2SeqFamily()

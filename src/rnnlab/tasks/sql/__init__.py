@@ -26,6 +26,7 @@ class SqlFamily(TaskFamily):
     description = "text to SQL (scored by executing the queries)"
     monitors = {"val_exact": "max", "val_loss": "min"}
     compare_metrics = ("test_unseen_execution", "val_exact")
+    predict_example = "how many flights left from JFK ?"
     data_module = "rnnlab.tasks.sql.data"
     data_keys = ("text2sql",)
     tokenizer_nodes = ("tokenizer.source", "tokenizer.target")
@@ -127,7 +128,12 @@ class SqlFamily(TaskFamily):
                             help="the SQLite file to run the query on (default: the one the model was trained on)")
         parser.add_argument("--rows", type=int, default=5, help="result rows to print (default 5)")
 
-    def predict(self, model_dir: Path, inputs: list[str], args: argparse.Namespace) -> list[str]:
+    def load_predictor(self, model_dir: Path):
+        from rnnlab.tasks.sql.evaluate import load_sql_model
+
+        return load_sql_model(model_dir)
+
+    def predict_each(self, model, inputs: list[str], args: argparse.Namespace) -> list[list[str]]:
         from rnnlab.errors import DataError
         from rnnlab.tasks.sql.evaluate import answer_questions
 
@@ -135,10 +141,11 @@ class SqlFamily(TaskFamily):
             raise DataError(f"--beam must be at least 1 (1 = greedy), got {args.beam}")
         if args.rows < 0:
             raise DataError(f"--rows must be 0 or more, got {args.rows}")
-        lines = []
-        for answer in answer_questions(model_dir, inputs, beam=args.beam, valid_only=False if args.any_sql else None,
+        groups = []
+        for answer in answer_questions(model, inputs, beam=args.beam, valid_only=False if args.any_sql else None,
                                        database=args.database, max_rows=max(args.rows, 1)):
-            lines.append(answer["sql"] or "(empty query)")
+            lines = [answer["sql"] or "(empty query)"]
+            groups.append(lines)
             result = answer["result"]
             if result.error:
                 lines.append(f"  (the query fails: {result.error})")
@@ -147,7 +154,7 @@ class SqlFamily(TaskFamily):
             lines += ["  " + " | ".join("NULL" if v is None else str(v) for v in row) for row in result.rows[:args.rows]]
             more = "more rows exist" if result.truncated else f"{len(result.rows)} row(s)"
             lines.append(f"  ({more})")
-        return lines
+        return groups
 
 
 FAMILY = SqlFamily()
