@@ -50,8 +50,7 @@ SENTENCES = [
     "Open the window , please .", "I will call you tomorrow .", "The store is closed .", "Tom is my friend .",
     "I want to learn French .", "It is raining again .", "Where do you live ?", "I forgot his name .",
 ]
-CHAMPIONS = {"classify": ("rnnlab-classify-{classify.data.name}@champion", REVIEWS),
-             "seq2seq": ("rnnlab-seq2seq-{seq2seq.data.name}@champion", SENTENCES)}
+CHAMPIONS = {"classify": REVIEWS, "seq2seq": SENTENCES}  # each family's registered champion
 
 
 def _free_port() -> int:
@@ -104,14 +103,25 @@ def main() -> None:
     mlflow.set_registry_uri(tracking_uri)
     figures: dict = {"server": "mlflow models serve --env-manager local (1 uvicorn worker), JSON {\"inputs\": [...]}",
                      "torch_threads_in_process": None}
-    for family_name, (name, texts) in CHAMPIONS.items():
-        uri = chosen.get(family_name) or "models:/" + name.format(**{f"{family_name}.data.name": cfg[family_name].data.name})
+    for family_name, texts in CHAMPIONS.items():
+        uri = chosen.get(family_name) or f"models:/rnnlab-{family_name}-{cfg[family_name].data.name}@champion"
         pyfunc = mlflow.pyfunc.load_model(uri)
         folder = Path(pyfunc.unwrap_python_model().model_dir)
         family = model_family(folder)
         args = predict_parser(family).parse_args([])
         loaded = family.load_predictor(folder)
-        expected = ["\n".join(family.predict(folder, [t], args)) for t in texts]  # what the CLI prints, one by one
+        from rnnlab.errors import DataError
+
+        usable = []  # a model trained on little data (the CI smoke run) may know none of a sentence's words
+        for text in texts:
+            try:
+                usable.append((text, "\n".join(family.predict(folder, [text], args))))  # what the CLI prints
+            except DataError:
+                pass
+        if len(usable) < 8:
+            sys.exit(f"error: {family_name}: the model refuses {len(texts) - len(usable)} of the {len(texts)} sentences")
+        usable = (usable * 32)[:32]  # the batch stays 32 sentences; repeats only where some were refused
+        texts, expected = [t for t, _ in usable], [e for _, e in usable]
         ones = [[texts[i % len(texts)]] for i in range(a.requests)]
         fulls = [list(texts)] * a.batches
         port = _free_port()
@@ -123,7 +133,8 @@ def main() -> None:
                 sys.exit(f"error: {family_name}: the served or pyfunc answers differ from the CLI's")
             for _ in range(5):  # warm
                 _post(url, texts[:1]), pyfunc.predict(texts[:1]), family.predict_each(loaded, texts[:1], args)
-            row = {"model": uri, "folder": str(folder.relative_to(common.ROOT)), "variant": folder.name}
+            run_name = mlflow.tracking.MlflowClient().get_run(pyfunc.metadata.run_id).info.run_name
+            row = {"model": uri, "run": run_name, "distinct_sentences": len(set(texts))}  # <dataset>/<variant>/seed<n>
             for label, batches in (("batch_1", ones), ("batch_32", fulls)):
                 row[label] = {
                     "http": _stats(_timed(lambda b: _post(url, b), batches)),
