@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -59,20 +58,14 @@ def client_floor(n: int) -> dict:
         box, out = gr.Textbox(), gr.Textbox()
         gr.Button().click(lambda x: x, box, out, api_name="noop")
     noop.queue()
-    _, url, _ = noop.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True,
-                            ssr_mode=False)
+    _, url, _ = noop.launch(server_name="127.0.0.1", server_port=common.free_port(), prevent_thread_lock=True,
+                            quiet=True, ssr_mode=False)
     try:
         client = Client(url, verbose=False)
         client.predict("x", api_name="/noop")
         return _stats(_timed(lambda: client.predict("x", api_name="/noop"), n))
     finally:
         noop.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _timed(fn, n: int) -> list[float]:
@@ -107,7 +100,7 @@ def main() -> None:
     if missing:
         sys.exit("error: " + " ".join(missing))
     models = {f: found.default for f, found in families.items()}
-    app, url = serve(build_app(families), "127.0.0.1", _free_port(), block=False)
+    app, url = serve(build_app(families), "127.0.0.1", common.free_port(), block=False)
     http = httpx.Client(timeout=60)
     try:
         args = {"classify": (CLASSIFY_TEXT, models["classify"].label),

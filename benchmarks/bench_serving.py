@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
 import time
 import urllib.request
@@ -52,11 +51,6 @@ SENTENCES = [
 ]
 CHAMPIONS = {"classify": REVIEWS, "seq2seq": SENTENCES}  # each family's registered champion
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stats(seconds: list[float]) -> dict:
@@ -124,7 +118,7 @@ def main() -> None:
         texts, expected = [t for t, _ in usable], [e for _, e in usable]
         ones = [[texts[i % len(texts)]] for i in range(a.requests)]
         fulls = [list(texts)] * a.batches
-        port = _free_port()
+        port = common.free_port()
         server = start_server(uri, tracking_uri, port, log_path=Path("/tmp") / f"rnnlab-bench-serve-{port}.log")
         url = f"http://127.0.0.1:{port}/invocations"
         try:

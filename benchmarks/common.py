@@ -118,6 +118,15 @@ def emit(obj: dict) -> None:
     print(json.dumps(obj), flush=True)
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a server the benchmark starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def median(values: list[float]) -> float:
     values = sorted(values)
     n = len(values)
