@@ -28,11 +28,21 @@ def _cost(item) -> float:
     return float(mark.args[0]) if mark else 0.0
 
 
+def _module_fixtures(item) -> set[str]:
+    """The module-scoped fixtures a test uses (each worker that runs one of their tests builds them once)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return set()
+    return {name for name, defs in info.name2fixturedefs.items() if defs and defs[-1].scope == "module"}
+
+
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist's worksteal the collection is cut into one contiguous chunk per worker, and a
     worker that runs dry steals from the end of another's chunk. So the tests marked `cost` are dealt
     longest first to the chunk with the least cost so far, each chunk starting with its long tests and
-    filled up with the rest in file order: no worker starts a several-minute test near the end."""
+    filled up with the rest in file order: no worker starts a several-minute test near the end. The tests
+    that share a module-scoped fixture with a costly test follow it in its chunk, so that one worker builds
+    that fixture, not both (the explorer's trained models of every family take a minute)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     costly = sorted((i for i in items if _cost(i) > 0), key=_cost, reverse=True)
     if workers < 2 or not costly:
@@ -47,11 +57,15 @@ def pytest_collection_modifyitems(config, items):
         open_chunks = [k for k in range(workers) if len(chunks[k]) < sizes[k]]
         k = min(open_chunks, key=lambda c: sum(_cost(i) for i in chunks[c]))
         chunks[k].append(item)
+        shared = _module_fixtures(item)
+        companions = [i for i in rest if getattr(i, "module", None) is item.module and _module_fixtures(i) & shared] if shared else []
+        chunks[k].extend(companions)
+        rest = [i for i in rest if i not in companions]
     for k in range(workers):
-        take = sizes[k] - len(chunks[k])
+        take = max(0, sizes[k] - len(chunks[k]))
         chunks[k].extend(rest[:take])
         rest = rest[take:]
-    items[:] = [item for chunk in chunks for item in chunk]
+    items[:] = [item for chunk in chunks for item in chunk] + rest
 
 
 POSITIVE = ["good", "great", "lovely", "superb", "fun"]
