@@ -21,19 +21,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 CLASSIFY_TEXT = "a gripping, beautifully shot film"
 TRANSLATE_TEXT = "Tom wants to eat an apple."  # 6 words
-
-
-def _stats(seconds: list[float]) -> dict:
-    ms = np.array(seconds) * 1000
-    return {"n": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
-            "max_ms": round(float(ms.max()), 1)}
 
 
 def call(http, url: str, api: str, *args) -> list:
@@ -63,18 +56,9 @@ def client_floor(n: int) -> dict:
     try:
         client = Client(url, verbose=False)
         client.predict("x", api_name="/noop")
-        return _stats(_timed(lambda: client.predict("x", api_name="/noop"), n))
+        return common.latency_ms(common.timed_calls(lambda _: client.predict("x", api_name="/noop"), range(n)), 1)
     finally:
         noop.close()
-
-
-def _timed(fn, n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
 
 
 def main() -> None:
@@ -122,8 +106,8 @@ def main() -> None:
             for _ in range(3):
                 requests[kind]()
                 direct[kind]()
-            figures[kind] = {"http": _stats(_timed(requests[kind], a.requests)),
-                             "direct": _stats(_timed(direct[kind], a.requests))}
+            figures[kind] = {way: common.latency_ms(common.timed_calls(lambda _, f=calls[kind]: f(), range(a.requests)), 1)
+                             for way, calls in (("http", requests), ("direct", direct))}
             print(kind, figures[kind], flush=True)
         # many at once: every answer must be the one a lone request gets
         kinds = ["classify", "translate"] * (a.concurrent // 2)

@@ -16,11 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 import urllib.request
 from pathlib import Path
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
@@ -51,21 +48,6 @@ SENTENCES = [
 ]
 CHAMPIONS = {"classify": REVIEWS, "seq2seq": SENTENCES}  # each family's registered champion
 
-
-
-def _stats(seconds: list[float]) -> dict:
-    ms = np.array(seconds) * 1000
-    return {"n": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 2),
-            "p95_ms": round(float(np.percentile(ms, 95)), 2), "max_ms": round(float(ms.max()), 2)}
-
-
-def _timed(fn, batches: list[list[str]]) -> list[float]:
-    out = []
-    for batch in batches:
-        start = time.perf_counter()
-        fn(batch)
-        out.append(time.perf_counter() - start)
-    return out
 
 
 def _post(url: str, texts: list[str]) -> list[str]:
@@ -131,9 +113,10 @@ def main() -> None:
             row = {"model": uri, "run": run_name, "distinct_sentences": len(set(texts))}  # <dataset>/<variant>/seed<n>
             for label, batches in (("batch_1", ones), ("batch_32", fulls)):
                 row[label] = {
-                    "http": _stats(_timed(lambda b: _post(url, b), batches)),
-                    "pyfunc_in_process": _stats(_timed(pyfunc.predict, batches)),
-                    "family_code_in_process": _stats(_timed(lambda b: family.predict_each(loaded, b, args), batches)),
+                    "http": common.latency_ms(common.timed_calls(lambda b: _post(url, b), batches)),
+                    "pyfunc_in_process": common.latency_ms(common.timed_calls(pyfunc.predict, batches)),
+                    "family_code_in_process": common.latency_ms(
+                        common.timed_calls(lambda b: family.predict_each(loaded, b, args), batches)),
                 }
                 row[label]["http_over_family_code_p50"] = round(
                     row[label]["http"]["p50_ms"] / row[label]["family_code_in_process"]["p50_ms"], 2)

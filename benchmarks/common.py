@@ -127,6 +127,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def timed_calls(fn, inputs) -> list[float]:
+    """The seconds each `fn(x)` took, for x in `inputs`, one call at a time (a latency sample)."""
+    out = []
+    for x in inputs:
+        start = time.perf_counter()
+        fn(x)
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def latency_ms(seconds: list[float], digits: int = 2) -> dict:
+    """A latency sample's size, median, 95th percentile and maximum, in milliseconds."""
+    import numpy as np
+
+    ms = np.array(seconds) * 1000
+    return {"n": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), digits),
+            "p95_ms": round(float(np.percentile(ms, 95)), digits), "max_ms": round(float(ms.max()), digits)}
+
+
 def median(values: list[float]) -> float:
     values = sorted(values)
     n = len(values)
