@@ -36,7 +36,7 @@ def _was_sigkilled(proc) -> bool:
     return proc.returncode != 0 and ("-9" in text or "exited with 137" in text)
 
 
-@pytest.mark.cost(120)
+@pytest.mark.cost(150)
 @pytest.mark.timeout(600)
 def test_each_stage_killed_before_its_output_is_renamed_is_seen_as_changed_and_recovered(tiny_project):
     """Each stage in turn: `dvc repro <stage>` with the kill armed for that stage's output. That same run first
