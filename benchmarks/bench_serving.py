@@ -49,7 +49,6 @@ SENTENCES = [
 CHAMPIONS = {"classify": REVIEWS, "seq2seq": SENTENCES}  # each family's registered champion
 
 
-
 def _post(url: str, texts: list[str]) -> list[str]:
     body = json.dumps({"inputs": texts}).encode()
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
@@ -70,6 +69,7 @@ def main() -> None:
     import mlflow
     from omegaconf import OmegaConf
 
+    from rnnlab.errors import DataError
     from rnnlab.predict import model_family
     from rnnlab.tracking.serving import predict_parser, start_server, stop_server
 
@@ -86,8 +86,6 @@ def main() -> None:
         family = model_family(folder)
         args = predict_parser(family).parse_args([])
         loaded = family.load_predictor(folder)
-        from rnnlab.errors import DataError
-
         usable = []  # a model trained on little data (the CI smoke run) may know none of a sentence's words
         for text in texts:
             try:
